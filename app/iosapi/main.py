@@ -1,0 +1,178 @@
+"""The reference IOS API: health, readiness, metrics, version, and an items CRUD (PostgreSQL + Redis cache)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from typing import Any, Optional
+
+import httpx
+import redis.asyncio as aioredis
+from fastapi import FastAPI, HTTPException, Response
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, Field
+
+from . import metrics
+from .settings import load
+
+settings = load()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    app.state.pool = AsyncConnectionPool(settings.pg_conninfo, min_size=1, max_size=10, open=False,
+                                         kwargs={"row_factory": dict_row})
+    # open(wait=False): the process must start (and answer /health) even while PostgreSQL is down.
+    await app.state.pool.open(wait=False)
+    app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.check_timeout_s,
+                                        socket_connect_timeout=settings.check_timeout_s)
+    app.state.http = httpx.AsyncClient(timeout=settings.check_timeout_s)
+    try:
+        yield
+    finally:
+        await app.state.http.aclose()
+        await app.state.redis.aclose()
+        await app.state.pool.close()
+
+
+app = FastAPI(title="IOS API (reference)", version=settings.version, lifespan=lifespan)
+app.add_middleware(metrics.MetricsMiddleware)
+
+
+class ItemIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = {}
+
+
+def _cache_key(item_id: int) -> str:
+    return f"ios:item:{item_id}"
+
+
+@app.get("/health")
+async def health() -> dict:
+    """Liveness: the process serves requests. Dependencies are /ready's business."""
+    return {"status": "ok"}
+
+
+async def _check_postgres() -> None:
+    async with app.state.pool.connection(timeout=settings.check_timeout_s) as conn:
+        await conn.execute("SELECT 1")
+
+
+async def _check_redis() -> None:
+    await app.state.redis.ping()
+
+
+async def _check_elasticsearch() -> None:
+    resp = await app.state.http.get(f"{settings.elasticsearch_url.rstrip('/')}/_cluster/health")
+    resp.raise_for_status()
+    if resp.json().get("status") == "red":
+        raise RuntimeError("cluster status red")
+
+
+@app.get("/ready")
+async def ready() -> JSONResponse:
+    """Readiness: PostgreSQL, Redis and (when configured) Elasticsearch all answer."""
+    checks = {"postgres": _check_postgres, "redis": _check_redis}
+    if settings.elasticsearch_url:
+        checks["elasticsearch"] = _check_elasticsearch
+
+    async def run(fn) -> str:
+        try:
+            await asyncio.wait_for(fn(), timeout=settings.check_timeout_s + 0.5)
+            return "ok"
+        except Exception as exc:  # any failure makes the check fail; the type says why
+            return f"fail: {type(exc).__name__}"
+
+    results = dict(zip(checks, await asyncio.gather(*(run(f) for f in checks.values()))))
+    ok = all(v == "ok" for v in results.values())
+    return JSONResponse({"status": "ready" if ok else "not ready", "checks": results}, status_code=200 if ok else 503)
+
+
+@app.get("/metrics")
+async def prometheus_metrics() -> Response:
+    body, ctype = metrics.render()
+    return Response(body, media_type=ctype)
+
+
+@app.get("/version")
+async def version() -> dict:
+    return {"version": settings.version, "git_sha": settings.git_sha}
+
+
+@app.post("/items", status_code=201)
+async def create_item(item: ItemIn) -> dict:
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute("INSERT INTO items (name, data) VALUES (%s, %s) RETURNING id, name, data, "
+                                 "created_at, updated_at", (item.name, json.dumps(item.data)))
+        return _row(await cur.fetchone())
+
+
+@app.get("/items")
+async def list_items(limit: int = 50, offset: int = 0) -> dict:
+    limit = max(1, min(limit, 500))
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute("SELECT id, name, data, created_at, updated_at FROM items ORDER BY id "
+                                 "LIMIT %s OFFSET %s", (limit, max(0, offset)))
+        return {"items": [_row(r) for r in await cur.fetchall()]}
+
+
+@app.get("/items/{item_id}")
+async def get_item(item_id: int, response: Response) -> dict:
+    key = _cache_key(item_id)
+    try:
+        cached: Optional[bytes] = await app.state.redis.get(key)
+    except Exception:  # cache down: serve from the database
+        cached = None
+    if cached:
+        response.headers["X-Cache"] = "hit"
+        return json.loads(cached)
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute("SELECT id, name, data, created_at, updated_at FROM items WHERE id = %s", (item_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, "item not found")
+    item = _row(row)
+    try:
+        await app.state.redis.set(key, json.dumps(item), ex=settings.cache_ttl_s)
+    except Exception:
+        pass
+    response.headers["X-Cache"] = "miss"
+    return item
+
+
+@app.put("/items/{item_id}")
+async def update_item(item_id: int, item: ItemIn) -> dict:
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute("UPDATE items SET name = %s, data = %s, updated_at = now() WHERE id = %s "
+                                 "RETURNING id, name, data, created_at, updated_at",
+                                 (item.name, json.dumps(item.data), item_id))
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, "item not found")
+    await _invalidate(item_id)
+    return _row(row)
+
+
+@app.delete("/items/{item_id}", status_code=204)
+async def delete_item(item_id: int) -> Response:
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM items WHERE id = %s", (item_id,))
+    if cur.rowcount == 0:
+        raise HTTPException(404, "item not found")
+    await _invalidate(item_id)
+    return Response(status_code=204)
+
+
+async def _invalidate(item_id: int) -> None:
+    try:
+        await app.state.redis.delete(_cache_key(item_id))
+    except Exception:
+        pass  # TTL bounds staleness when Redis is briefly unreachable
+
+
+def _row(row: dict) -> dict:
+    return {"id": row["id"], "name": row["name"], "data": row["data"],
+            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}

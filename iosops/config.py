@@ -1,0 +1,236 @@
+"""Environment config: pydantic defaults -> envs/defaults.yaml -> envs/<env>.yaml -> IOSOPS_* -> flags.
+
+Every layer is deep-merged (mappings merge, everything else replaces) and the result is validated by
+the pydantic models below, which forbid unknown keys so a typo is an error, not a silent default.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from . import REPO_ROOT
+from .errors import BadInput
+from .secrets import MASK, Secret, SecretRef
+
+ENV_PREFIX = "IOSOPS_"
+NESTED = "__"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DockerCfg(Strict):
+    host: str = "unix:///var/run/docker.sock"
+    timeout_s: PositiveInt = 300
+
+
+class BuildCfg(Strict):
+    dockerfile: str = "docker/Dockerfile"
+    context: str = "."
+    repository: str = "iosops/api"
+    registry: str = ""
+    base_image: str = ""  # empty: images.python
+    max_image_mb: PositiveInt = 250
+    # Directory of *.crt files trusted only inside the builder stage (TLS-intercepting proxies).
+    extra_ca_dir: str = ""
+    registry_username: str = ""
+    registry_password: Optional[SecretRef] = None
+
+
+class ImagesCfg(Strict):
+    base: str = "iosops/debian:bookworm"
+    python: str = "iosops/python:3.11-bookworm"
+    postgres: str = "iosops/postgres:15-bookworm"
+    redis: str = "iosops/redis:7-bookworm"
+    nginx: str = "iosops/nginx:1.22-bookworm"
+    prometheus: str = "iosops/prometheus:2-bookworm"
+    alertmanager: str = "iosops/alertmanager:0.25-bookworm"
+    postgres_exporter: str = "iosops/postgres-exporter:bookworm"
+    redis_exporter: str = "iosops/redis-exporter:bookworm"
+    node_exporter: str = "iosops/node-exporter:bookworm"
+    sshd: str = "iosops/sshd-host:bookworm"
+
+
+class OfflineCfg(Strict):
+    suite: str = "bookworm"
+    mirror: str = "http://deb.debian.org/debian"
+    dockerfiles: str = "docker/offline"
+    workdir: str = "/var/tmp/iosops-offline"
+
+
+class StackCfg(Strict):
+    name: str = "iosops-local"
+    publish_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+    api_workers: PositiveInt = 2
+    postgres_db: str = "ios"
+    postgres_user: str = "ios"
+    elasticsearch_url: str = ""
+    ready_timeout_s: PositiveInt = 90
+    # Extra labels on every container/network/volume of the stack (tests add iosops.test=1).
+    labels: dict[str, str] = {}
+
+
+class EnvConfig(Strict):
+    name: str
+    description: str = ""
+    target: Literal["local", "compose", "kubernetes"] = "local"
+    state_dir: str = ".iosops"
+    docker: DockerCfg = DockerCfg()
+    build: BuildCfg = BuildCfg()
+    images: ImagesCfg = ImagesCfg()
+    offline: OfflineCfg = OfflineCfg()
+    stack: StackCfg = StackCfg()
+    secrets: dict[str, SecretRef] = {}
+
+
+class Env:
+    """A loaded, validated environment plus the paths it is relative to."""
+
+    def __init__(self, cfg: EnvConfig, root: Path):
+        self.cfg = cfg
+        self.root = root
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.cfg.state_dir)
+
+    @property
+    def base_image(self) -> str:
+        return self.cfg.build.base_image or self.cfg.images.python
+
+    def secret(self, name: str) -> Secret:
+        ref = self.cfg.secrets.get(name)
+        if ref is None:
+            raise BadInput(f"env {self.name}: no secret named {name!r} in config; add secrets.{name}: "
+                           f"{{env: VAR}} or {{file: PATH}} to envs/{self.name}.yaml")
+        return ref.reveal(f"secrets.{name}", self.root)
+
+    def redacted(self) -> dict[str, Any]:
+        """The merged config as plain data; secrets appear as their reference and *** only."""
+        data = self.cfg.model_dump(mode="json")
+
+        def mask(refs: Mapping[str, Any], models: Mapping[str, Optional[SecretRef]]) -> None:
+            for key, ref in models.items():
+                if ref is not None:
+                    refs[key] = {**{k: v for k, v in ref.model_dump().items() if v},
+                                 "value": MASK if ref.available(self.root) else f"{MASK} (missing)"}
+
+        mask(data["secrets"], self.cfg.secrets)
+        mask(data["build"], {"registry_password": self.cfg.build.registry_password})
+        return data
+
+
+def envs_dir(root: Path = REPO_ROOT) -> Path:
+    """envs/ of the checkout, or IOSOPS_ENVS_DIR (a team's own env files kept elsewhere)."""
+    return Path(os.environ.get("IOSOPS_ENVS_DIR") or root / "envs")
+
+
+def known_envs(root: Path = REPO_ROOT) -> list[str]:
+    return sorted(p.stem for p in envs_dir(root).glob("*.yaml") if p.stem != "defaults")
+
+
+def deep_merge(base: dict, over: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path, root: Path) -> dict:
+    rel = path.relative_to(root) if path.is_relative_to(root) else path
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{rel}:{mark.line + 1}" if mark else str(rel)
+        raise BadInput(f"{where}: malformed YAML ({exc.problem}); fix that line and retry") from None
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{rel}: malformed YAML ({exc}); fix the file and retry") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadInput(f"{rel}:1: expected a mapping of settings at the top level, got "
+                       f"{type(data).__name__}; fix the file and retry")
+    return data
+
+
+def env_var_layer(environ: Mapping[str, str]) -> dict:
+    """IOSOPS_BUILD__MAX_IMAGE_MB=300 -> {"build": {"max_image_mb": 300}} (values parsed as YAML)."""
+    layer: dict = {}
+    top = set(EnvConfig.model_fields)
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split(NESTED)
+        if parts[0] not in top or parts[0] == "name":
+            continue  # not a config override (e.g. IOSOPS_ENV)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = layer
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return layer
+
+
+def _lookup(data: Mapping, loc: tuple) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def load_env(name: Optional[str], root: Path = REPO_ROOT, environ: Optional[Mapping[str, str]] = None,
+             overrides: Optional[Mapping] = None) -> Env:
+    environ = os.environ if environ is None else environ
+    name = name or environ.get("IOSOPS_ENV") or "local"
+    known = known_envs(root)
+    if name not in known:
+        raise BadInput(f"unknown env {name!r}; known envs: {', '.join(known)} (files in envs/)")
+    layers: list[tuple[str, dict]] = []
+    defaults = envs_dir(root) / "defaults.yaml"
+    if defaults.exists():
+        layers.append(("envs/defaults.yaml", _read_yaml(defaults, root)))
+    layers.append((f"envs/{name}.yaml", _read_yaml(envs_dir(root) / f"{name}.yaml", root)))
+    layers.append(("IOSOPS_* environment variables", env_var_layer(environ)))
+    if overrides:
+        layers.append(("command-line flags", dict(overrides)))
+    merged: dict = {}
+    for _, layer in layers:
+        merged = deep_merge(merged, layer)
+    merged["name"] = name
+    try:
+        cfg = EnvConfig.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(str(p) for p in err["loc"])
+        source = next((src for src, layer in reversed(layers) if _lookup(layer, loc)), f"envs/{name}.yaml")
+        # Never echo what was given under a secret-ish key: it may be a pasted value.
+        secretish = any(w in ".".join(loc) for w in ("secret", "password", "token", "key"))
+        got = "" if (secretish or err["type"] == "extra_forbidden" or isinstance(
+            err.get("input"), (dict, list))) else f" (got {err['input']!r})"
+        msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        raise BadInput(f"{source}: {'.'.join(loc)}: {msg}{got}; fix it and retry") from None
+    return Env(cfg, root)

@@ -1,0 +1,269 @@
+"""THE one place side effects happen: local commands, pipelines, remote commands (fabric), docker SDK
+calls, state-changing HTTP and file writes all pass through a Runner.
+
+A command is an argv list built by a pure function in iosops.commands. Elements may be `Secret`s: they
+print as *** and are revealed only at execution. In dry-run, mutating actions are recorded and printed
+in order and never executed; read-only probes still run (marked "read"), as pyinfra gathers facts.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+from .errors import OperationFailed
+from .secrets import Secret, redact
+
+Arg = Union[str, Secret]
+
+
+def display(argv: Sequence[Arg]) -> str:
+    """The argv exactly as a shell would take it, secrets masked."""
+    return shlex.join(str(a) for a in argv)
+
+
+def reveal(argv: Sequence[Arg]) -> list[str]:
+    return [a.get() if isinstance(a, Secret) else str(a) for a in argv]
+
+
+@dataclass
+class Result:
+    rc: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    dry_run: bool = False
+    value: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass
+class Action:
+    kind: str  # run | pipe | call | http | write
+    text: str
+    mutating: bool
+    host: str = "local"
+
+    def __str__(self) -> str:
+        where = "" if self.host == "local" else f"[{self.host}] "
+        return f"{where}{self.text}" if self.mutating else f"{where}{self.text}  # read"
+
+
+class CommandFailed(OperationFailed):
+    def __init__(self, text: str, result: Result):
+        tail = (result.stderr or result.stdout).strip().splitlines()
+        detail = f": {redact(tail[-1])}" if tail else ""
+        super().__init__(f"command failed (exit {result.rc}): {text}{detail}")
+        self.result = result
+
+
+def _say_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Runner:
+    dry_run: bool = False
+    verbose: bool = False
+    say: Callable[[str], None] = _say_stderr
+    actions: list[Action] = field(default_factory=list)
+    # Tests replace this to prove what ran; signature (argv, **kwargs) -> Result.
+    executor: Optional[Callable[..., Result]] = None
+    # Dry-run plan lines are the output of a dry-run: stdout, unless stdout carries --json.
+    plan_to_stdout: bool = True
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def _record(self, kind: str, text: str, mutating: bool, host: str = "local") -> Action:
+        action = Action(kind, redact(text), mutating, host)
+        self.actions.append(action)
+        if self.dry_run:
+            line = f"[dry-run] {action}"
+            print(line, flush=True) if self.plan_to_stdout else self.say(line)
+        elif self.verbose:
+            self.say(f"$ {action}")
+        return action
+
+    def skip(self, mutating: bool) -> bool:
+        return self.dry_run and mutating
+
+    def info(self, message: str) -> None:
+        self.say(redact(message))
+
+    # -- local commands ----------------------------------------------------------------------------
+    def run(self, argv: Sequence[Arg], *, mutating: bool = True, check: bool = True,
+            env: Optional[Mapping[str, Union[str, Secret]]] = None, input: Optional[str] = None,
+            cwd: Optional[Path] = None, timeout: Optional[float] = None, stream: bool = False) -> Result:
+        text = display(argv)
+        if env:  # show which variables are passed, values masked when secret
+            text = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + " " + text
+        self._record("run", text, mutating)
+        if self.skip(mutating):
+            return Result(dry_run=True)
+        full_env = None
+        if env:
+            full_env = {**os.environ, **{k: v.get() if isinstance(v, Secret) else str(v) for k, v in env.items()}}
+        if self.executor is not None:
+            result = self.executor(argv, env=full_env, input=input, cwd=cwd, timeout=timeout)
+        elif stream:
+            result = self._stream(reveal(argv), full_env, cwd, timeout)
+        else:
+            try:
+                proc = subprocess.run(reveal(argv), capture_output=True, text=True, env=full_env, input=input,
+                                      cwd=cwd, timeout=timeout)
+            except FileNotFoundError:
+                raise OperationFailed(f"{argv[0]} is not installed or not on PATH; run scripts/bootstrap.sh") from None
+            except subprocess.TimeoutExpired:
+                raise OperationFailed(f"timed out after {timeout}s: {redact(text)}") from None
+            result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and result.rc != 0:
+            raise CommandFailed(redact(text), result)
+        return result
+
+    def _stream(self, argv: list[str], env, cwd, timeout) -> Result:
+        lines: list[str] = []
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+        except FileNotFoundError:
+            raise OperationFailed(f"{argv[0]} is not installed or not on PATH; run scripts/bootstrap.sh") from None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            self.say("  " + redact(line.rstrip()))
+        rc = proc.wait(timeout=timeout)
+        return Result(rc, "".join(lines), "")
+
+    def pipe(self, *argvs: Sequence[Arg], mutating: bool = True, check: bool = True) -> Result:
+        """A local pipeline `a | b | c` (plumbum); fails if any stage fails."""
+        text = " | ".join(display(a) for a in argvs)
+        self._record("pipe", text, mutating)
+        if self.skip(mutating):
+            return Result(dry_run=True)
+        from plumbum import local
+        from plumbum.commands.processes import ProcessExecutionError
+
+        chain = None
+        for argv in argvs:
+            real = reveal(argv)
+            cmd = local[real[0]][real[1:]]
+            chain = cmd if chain is None else chain | cmd
+        try:
+            rc, out, err = chain.run(retcode=None)
+        except ProcessExecutionError as exc:  # plumbum raises for an inner stage's failure
+            rc, out, err = exc.retcode, exc.stdout, exc.stderr
+        result = Result(rc if isinstance(rc, int) else max(rc), out, err)
+        if check and result.rc != 0:
+            raise CommandFailed(redact(text), result)
+        return result
+
+    # -- everything that is not a command ------------------------------------------------------------
+    def call(self, text: str, fn: Callable[..., Any], *args: Any, mutating: bool = True, **kwargs: Any) -> Result:
+        """A docker SDK (or other library) call; `text` says exactly what it does."""
+        self._record("call", text, mutating)
+        if self.skip(mutating):
+            return Result(dry_run=True)
+        return Result(value=fn(*args, **kwargs))
+
+    def http(self, method: str, url: str, *, json: Any = None, headers: Optional[Mapping[str, str]] = None,
+             timeout: float = 10.0, mutating: Optional[bool] = None) -> Result:
+        mutating = method.upper() not in ("GET", "HEAD") if mutating is None else mutating
+        self._record("http", f"{method.upper()} {url}", mutating)
+        if self.skip(mutating):
+            return Result(dry_run=True)
+        import requests
+
+        resp = requests.request(method, url, json=json, headers=dict(headers or {}), timeout=timeout)
+        return Result(0 if resp.ok else resp.status_code, resp.text, "", value=resp)
+
+    def write_file(self, path: Path, content: str, mode: int = 0o644) -> Result:
+        """Atomic write (temp file + rename): readers never see half a file."""
+        self._record("write", f"write {path} ({len(content.encode())} bytes, mode {mode:o})", True)
+        if self.dry_run:
+            return Result(dry_run=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(content)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Result()
+
+    def plan(self) -> list[str]:
+        return [str(a) for a in self.actions if a.mutating]
+
+
+@dataclass
+class SSHHost:
+    host: str
+    port: int = 22
+    user: str = "deploy"
+    key_filename: Optional[str] = None
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+class RemoteRunner(Runner):
+    """Runs argv on an SSH host through fabric; shares the recorded plan with its parent runner."""
+
+    def __init__(self, parent: Runner, host: SSHHost, connect_timeout: float = 10.0):
+        super().__init__(dry_run=parent.dry_run, verbose=parent.verbose, say=parent.say,
+                         actions=parent.actions, executor=parent.executor, plan_to_stdout=parent.plan_to_stdout)
+        self.host = host
+        self.connect_timeout = connect_timeout
+        self._conn = None
+
+    def _record(self, kind: str, text: str, mutating: bool, host: str = "local") -> Action:
+        return super()._record(kind, text, mutating, host=str(self.host))
+
+    def connection(self):
+        if self._conn is None:
+            from fabric import Connection
+
+            kwargs: dict[str, Any] = {"look_for_keys": False, "allow_agent": False}
+            if self.host.key_filename:
+                kwargs["key_filename"] = self.host.key_filename
+            self._conn = Connection(self.host.host, port=self.host.port, user=self.host.user,
+                                    connect_timeout=self.connect_timeout, connect_kwargs=kwargs)
+        return self._conn
+
+    def run(self, argv: Sequence[Arg], *, mutating: bool = True, check: bool = True,
+            env: Optional[Mapping[str, Union[str, Secret]]] = None, input: Optional[str] = None,
+            cwd: Optional[Path] = None, timeout: Optional[float] = None, stream: bool = False) -> Result:
+        text = display(argv)
+        self._record("run", text, mutating)
+        if self.skip(mutating):
+            return Result(dry_run=True)
+        if self.executor is not None:
+            result = self.executor(argv, host=str(self.host), input=input, timeout=timeout)
+        else:
+            from io import StringIO
+
+            cmd = shlex.join(reveal(argv))
+            if cwd:
+                cmd = f"cd {shlex.quote(str(cwd))} && {cmd}"
+            real_env = {k: v.get() if isinstance(v, Secret) else str(v) for k, v in (env or {}).items()}
+            try:
+                res = self.connection().run(cmd, hide=True, warn=True, env=real_env, timeout=timeout,
+                                            in_stream=StringIO(input) if input is not None else False)
+            except Exception as exc:  # paramiko/socket errors: name the host, not a traceback
+                raise OperationFailed(f"ssh {self.host}: {type(exc).__name__}: {redact(str(exc))}") from None
+            result = Result(res.return_code, res.stdout, res.stderr)
+        if check and result.rc != 0:
+            raise CommandFailed(f"[{self.host}] {redact(text)}", result)
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

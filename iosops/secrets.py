@@ -1,0 +1,99 @@
+"""Secrets are references in config (env var or file); values are wrapped so they print as ***.
+
+Every revealed value is registered with the module-level redactor, and everything the runner, the
+audit log and the tasks print goes through `redact()` as a second line of defence.
+"""
+from __future__ import annotations
+
+import os
+import secrets as _pysecrets
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from .errors import BadInput
+
+MASK = "***"
+_revealed: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """Replace every secret value this process has revealed with ***."""
+    if not text:
+        return text
+    for value in sorted(_revealed, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+class Secret:
+    """A revealed secret value: repr/str/format print ***; `.get()` is the only way to the value."""
+
+    __slots__ = ("_value", "name")
+
+    def __init__(self, value: str, name: str = "secret"):
+        self._value = value
+        self.name = name
+        if value:
+            _revealed.add(value)
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.name}={MASK})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+
+class SecretRef(BaseModel):
+    """Where a secret lives: `{env: VAR}` or `{file: path}`. `generate: true` (local envs only) creates
+    a random value in the file on first use, so a laptop needs no hand-made secrets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: Optional[str] = None
+    file: Optional[str] = None
+    generate: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SecretRef":
+        if bool(self.env) == bool(self.file):
+            raise ValueError("a secret reference needs exactly one of `env: VAR` or `file: PATH`")
+        if self.generate and not self.file:
+            raise ValueError("`generate: true` only works with `file:`")
+        return self
+
+    def describe(self) -> str:
+        return f"env {self.env}" if self.env else f"file {self.file}"
+
+    def available(self, base: Path) -> bool:
+        if self.env:
+            return bool(os.environ.get(self.env))
+        return self.generate or (base / self.file).is_file()
+
+    def reveal(self, name: str, base: Path) -> Secret:
+        """Read the value; a missing reference is bad input naming the reference, never a value."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise BadInput(f"secret {name}: environment variable {self.env} is not set; export it "
+                               f"(or point {name} at a file) and retry")
+            return Secret(value, name)
+        path = (base / self.file) if not os.path.isabs(self.file) else Path(self.file)
+        if not path.is_file():
+            if not self.generate:
+                raise BadInput(f"secret {name}: file {path} does not exist; create it (mode 600) and retry")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(_pysecrets.token_urlsafe(24))
+        value = path.read_text().strip()
+        if not value:
+            raise BadInput(f"secret {name}: file {path} is empty; put the value in it and retry")
+        return Secret(value, name)

@@ -1,0 +1,68 @@
+"""What every task shares: env loading, one-line errors with the right exit code, lock + audit for
+mutating runs, and rendering (rich-free plain lines for people, --json for CI)."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional
+
+from invoke.exceptions import Exit
+
+ENV_HELP = "Environment: local, staging or prod (files in envs/); default $IOSOPS_ENV or local"
+DRY_HELP = "Print the exact ordered commands/actions and change nothing"
+JSON_HELP = "Print the result as JSON on stdout (for CI)"
+
+
+def fail(exc: BaseException) -> Exit:
+    from iosops.secrets import redact
+
+    return Exit(f"error: {redact(str(exc))}", code=getattr(exc, "exit_code", 1))
+
+
+@contextmanager
+def task_env(env_name: Optional[str], overrides: Optional[Mapping] = None) -> Iterator[Any]:
+    """Load the env; any foreseeable error becomes one line on stderr and the right exit code."""
+    from iosops.config import load_env
+    from iosops.errors import IosopsError
+
+    try:
+        yield load_env(env_name, overrides=overrides)
+    except IosopsError as exc:
+        raise fail(exc) from None
+
+
+@contextmanager
+def mutating(task: str, env_name: Optional[str], args: Mapping[str, Any], *, dry_run: bool = False,
+             verbose: bool = False, as_json: bool = False, overrides: Optional[Mapping] = None) -> Iterator[tuple[Any, Any]]:
+    """Env + runner + (unless dry-run) the env lock and one audit line. Yields (env, runner)."""
+    from iosops.config import load_env
+    from iosops.errors import IosopsError
+    from iosops.ops import operation
+    from iosops.runner import Runner
+
+    try:
+        env = load_env(env_name, overrides=overrides)
+        runner = Runner(dry_run=dry_run, verbose=verbose, plan_to_stdout=not as_json)
+        with operation(env.state_dir, env.name, task, args, dry_run=dry_run, say=runner.info):
+            yield env, runner
+    except IosopsError as exc:
+        raise fail(exc) from None
+
+
+def emit(data: Any, as_json: bool, lines: Optional[list[str]] = None) -> None:
+    from iosops.secrets import redact
+
+    if as_json:
+        print(redact(json.dumps(data, indent=2, sort_keys=True, default=str)))
+    else:
+        for line in lines or []:
+            print(redact(line))
+    sys.stdout.flush()
+
+
+def emit_plan(runner: Any, as_json: bool) -> None:
+    """Dry-run result: the ordered plan (already streamed to stderr as it was made)."""
+    plan = runner.plan()
+    emit({"dry_run": True, "plan": plan}, as_json,
+         [f"dry-run: {len(plan)} action(s) would run, nothing was changed"])

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent machine setup for iosops: system packages, a running Docker engine, and the .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+# What the tasks and tests run for real: Docker (engine, compose 1.29, debootstrap for offline images),
+# the datastores and monitoring tools on loopback, sshd, a local registry, and compression/encryption.
+PACKAGES=(
+  docker.io docker-compose debootstrap git curl ca-certificates
+  postgresql redis-server nginx openssh-server docker-registry
+  prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter
+  prometheus-node-exporter zstd pigz age python3-venv
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "bootstrap: system packages present"
+fi
+
+# Docker engine: no init system starts it here, so start it when it does not answer.
+if ! /usr/bin/docker info >/dev/null 2>&1; then
+  echo "bootstrap: starting dockerd (log: /var/log/dockerd.log)"
+  $SUDO setsid nohup /usr/sbin/dockerd --host unix:///var/run/docker.sock >/var/log/dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do /usr/bin/docker info >/dev/null 2>&1 && break; sleep 1; done
+  /usr/bin/docker info >/dev/null 2>&1 || { echo "bootstrap: dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
+else
+  echo "bootstrap: Docker engine is running"
+fi
+
+# The virtualenv; reinstalled only when pyproject.toml changed.
+if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
+stamp=".venv/.iosops-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  echo "bootstrap: installing the project into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+  echo "$want" > "$stamp"
+else
+  echo "bootstrap: .venv is up to date"
+fi
+echo "bootstrap: done"

@@ -1,0 +1,53 @@
+"""build_image in dry-run: the exact plan, with no process, no Docker client and no file touched."""
+import subprocess
+
+import pytest
+
+from iosops import dockerx
+from iosops.build.image import build_args, image_ref, resolve_tag
+from iosops.config import load_env
+from iosops.runner import Runner
+
+
+def test_dry_run_build_touches_nothing(monkeypatch, tmp_path):
+    from iosops.build import image
+
+    def boom(*a, **k):
+        raise AssertionError("dry-run started a process or a Docker client")
+
+    monkeypatch.setattr(subprocess, "run", boom)
+    monkeypatch.setattr(subprocess, "Popen", boom)
+    monkeypatch.setattr(dockerx, "client", boom)
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    (ca / "corp.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    env = load_env("local", environ={"IOSOPS_BUILD__EXTRA_CA_DIR": str(ca)})
+    runner = Runner(dry_run=True)
+    result = image.build_image(env, runner, tag="t1", push=True)
+    plan = runner.plan()
+    assert plan[0].startswith("stage 1 extra CA certificate(s)")
+    assert plan[1].startswith("docker-sdk build ") and "tag=iosops/api:t1" in plan[1]
+    assert plan[2].startswith("remove staged CA certificates")
+    assert plan[3] == "docker-sdk push iosops/api:t1"
+    assert result.dry_run and not list((env.root / "docker/.build-ca").glob("*.crt"))
+
+
+def test_image_ref_with_and_without_registry():
+    env = load_env("local", environ={})
+    assert image_ref(env, "abc") == "iosops/api:abc"
+    env = load_env("local", environ={"IOSOPS_BUILD__REGISTRY": "127.0.0.1:5000/"})
+    assert image_ref(env, "abc") == "127.0.0.1:5000/iosops/api:abc"
+
+
+def test_build_args_carry_base_and_revision():
+    env = load_env("local", environ={})
+    assert build_args(env, "abc", "2026-01-01T00:00:00Z") == {
+        "BASE_IMAGE": "iosops/python:3.11-bookworm", "GIT_SHA": "abc", "BUILD_CREATED": "2026-01-01T00:00:00Z"}
+
+
+def test_tag_from_git_marks_dirty():
+    from iosops.runner import Result
+
+    outs = iter(["0123456789ab\n", " M x\n"])
+    runner = Runner(executor=lambda argv, **kw: Result(0, next(outs)))
+    assert resolve_tag(load_env("local", environ={}), runner) == "0123456789ab-dirty"

@@ -1,0 +1,126 @@
+"""Config layering, validation and bad-input messages (pure: temp env dirs, no services)."""
+import json
+import textwrap
+
+import pytest
+
+from iosops.config import deep_merge, env_var_layer, known_envs, load_env
+from iosops.errors import BadInput
+from iosops.secrets import redact
+
+
+@pytest.fixture
+def envs(tmp_path, monkeypatch):
+    d = tmp_path / "envs"
+    d.mkdir()
+    (d / "defaults.yaml").write_text("build:\n  max_image_mb: 250\n  repository: iosops/api\nstack:\n  api_workers: 2\n")
+    (d / "local.yaml").write_text("stack:\n  api_workers: 3\nsecrets:\n  db: {env: T_DB_PASSWORD}\n")
+    (d / "prod.yaml").write_text("build:\n  registry: r.example\n")
+    monkeypatch.setenv("IOSOPS_ENVS_DIR", str(d))
+    return d
+
+
+def test_real_envs_all_load_and_validate():
+    assert {"local", "staging", "prod"} <= set(known_envs())
+    for name in ("local", "staging", "prod"):
+        assert load_env(name, environ={}).name == name
+
+
+def test_layers_merge_in_order(envs, tmp_path):
+    env = load_env("local", root=tmp_path, environ={"IOSOPS_BUILD__MAX_IMAGE_MB": "300"},
+                   overrides={"stack": {"api_port": 9999}})
+    assert env.cfg.build.max_image_mb == 300  # env var beats defaults.yaml
+    assert env.cfg.stack.api_workers == 3  # local.yaml beats defaults.yaml
+    assert env.cfg.stack.api_port == 9999  # flags beat everything
+    assert env.cfg.build.repository == "iosops/api"  # untouched default survives the deep merge
+
+
+def test_deep_merge_replaces_lists_and_merges_maps():
+    assert deep_merge({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}}) == {"a": {"b": 1, "c": [2]}}
+
+
+def test_env_var_layer_ignores_non_config_vars():
+    assert env_var_layer({"IOSOPS_ENV": "prod", "IOSOPS_STACK__API_PORT": "81", "HOME": "/x"}) == {
+        "stack": {"api_port": 81}}
+
+
+def test_unknown_env_lists_known(envs, tmp_path):
+    with pytest.raises(BadInput, match=r"unknown env 'qa'; known envs: local, prod"):
+        load_env("qa", root=tmp_path, environ={})
+
+
+def test_malformed_yaml_names_file_and_line(envs, tmp_path):
+    (envs / "prod.yaml").write_text("build:\n  registry: r\n  bad: [unclosed\nstack: {}\n")
+    with pytest.raises(BadInput) as err:
+        load_env("prod", root=tmp_path, environ={})
+    assert "prod.yaml:" in str(err.value) and "malformed YAML" in str(err.value)
+    line = int(str(err.value).split("prod.yaml:")[1].split(":")[0])
+    assert line in (3, 4)
+
+
+def test_wrong_type_names_field_path_and_source(envs, tmp_path):
+    (envs / "prod.yaml").write_text("build:\n  max_image_mb: big\n")
+    with pytest.raises(BadInput, match=r"envs/prod.yaml: build.max_image_mb: .*integer.*'big'"):
+        load_env("prod", root=tmp_path, environ={})
+
+
+def test_wrong_type_from_env_var_names_env_var_layer(envs, tmp_path):
+    with pytest.raises(BadInput, match=r"IOSOPS_\* environment variables: stack.api_port"):
+        load_env("prod", root=tmp_path, environ={"IOSOPS_STACK__API_PORT": "70000"})
+
+
+def test_unknown_key_is_an_error_not_ignored(envs, tmp_path):
+    (envs / "prod.yaml").write_text("build:\n  max_imag_mb: 10\n")
+    with pytest.raises(BadInput, match=r"build.max_imag_mb: unknown setting"):
+        load_env("prod", root=tmp_path, environ={})
+
+
+def test_secret_pasted_as_value_is_not_echoed(envs, tmp_path):
+    (envs / "prod.yaml").write_text("secrets:\n  db: hunter2-pasted\n")
+    with pytest.raises(BadInput) as err:
+        load_env("prod", root=tmp_path, environ={})
+    assert "secrets.db" in str(err.value) and "hunter2" not in str(err.value)
+
+
+def test_missing_secret_env_names_variable_never_value(envs, tmp_path, monkeypatch):
+    monkeypatch.delenv("T_DB_PASSWORD", raising=False)
+    env = load_env("local", root=tmp_path, environ={})
+    with pytest.raises(BadInput, match=r"secrets.db: environment variable T_DB_PASSWORD is not set"):
+        env.secret("db")
+
+
+def test_secret_file_missing_and_generated(tmp_path):
+    from iosops.secrets import SecretRef
+
+    with pytest.raises(BadInput, match=r"file .*nope does not exist"):
+        SecretRef(file="nope").reveal("secrets.x", tmp_path)
+    s = SecretRef(file="sec/pw", generate=True).reveal("secrets.x", tmp_path)
+    assert len(s.get()) >= 24 and oct((tmp_path / "sec/pw").stat().st_mode)[-3:] == "600"
+    assert SecretRef(file="sec/pw", generate=True).reveal("secrets.x", tmp_path).get() == s.get()  # stable
+
+
+def test_secret_ref_needs_exactly_one_source():
+    from pydantic import ValidationError
+
+    from iosops.secrets import SecretRef
+
+    with pytest.raises(ValidationError):
+        SecretRef(env="A", file="b")
+    with pytest.raises(ValidationError):
+        SecretRef()
+
+
+def test_secret_repr_and_redaction(envs, tmp_path, monkeypatch):
+    monkeypatch.setenv("T_DB_PASSWORD", "s3nt1nel-value-xyz")
+    env = load_env("local", root=tmp_path)
+    s = env.secret("db")
+    assert s.get() == "s3nt1nel-value-xyz"
+    assert "s3nt1nel" not in repr(s) + str(s) + f"{s}"
+    assert redact("connect with s3nt1nel-value-xyz now") == "connect with *** now"
+    shown = json.dumps(env.redacted())
+    assert "s3nt1nel" not in shown and '"env": "T_DB_PASSWORD"' in shown
+
+
+def test_redacted_marks_missing_secrets(envs, tmp_path):
+    data = load_env("local", root=tmp_path, environ={}).redacted()
+    assert data["secrets"]["db"] == {"env": "T_DB_PASSWORD", "value": "*** (missing)"}
