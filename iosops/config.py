@@ -183,7 +183,7 @@ def env_var_layer(environ: Mapping[str, str]) -> dict:
         if parts[0] not in top or parts[0] == "name":
             continue  # not a config override (e.g. IOSOPS_ENV)
         try:
-            value = yaml.safe_load(raw)
+            value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
             value = raw
         node = layer

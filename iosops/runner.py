@@ -213,6 +213,19 @@ class SSHHost:
         return f"{self.user}@{self.host}:{self.port}"
 
 
+def remote_command(argv: Sequence[Arg], env: Optional[Mapping[str, Union[str, Secret]]] = None,
+                   cwd: Optional[Path] = None) -> str:
+    """The shell line sent over SSH. Variables are exported by the remote shell, which then `exec`s the
+    command, so values never sit in a long-lived process's argv (secrets prefer files on hosts anyway)."""
+    parts = []
+    if cwd:
+        parts.append(f"cd {shlex.quote(str(cwd))}")
+    for k, v in (env or {}).items():
+        parts.append(f"export {k}={shlex.quote(v.get() if isinstance(v, Secret) else str(v))}")
+    parts.append("exec " + shlex.join(reveal(argv)) if parts else shlex.join(reveal(argv)))
+    return " && ".join(parts)
+
+
 class RemoteRunner(Runner):
     """Runs argv on an SSH host through fabric; shares the recorded plan with its parent runner."""
 
@@ -249,12 +262,9 @@ class RemoteRunner(Runner):
         else:
             from io import StringIO
 
-            cmd = shlex.join(reveal(argv))
-            if cwd:
-                cmd = f"cd {shlex.quote(str(cwd))} && {cmd}"
-            real_env = {k: v.get() if isinstance(v, Secret) else str(v) for k, v in (env or {}).items()}
+            cmd = remote_command(argv, env, cwd)
             try:
-                res = self.connection().run(cmd, hide=True, warn=True, env=real_env, timeout=timeout,
+                res = self.connection().run(cmd, hide=True, warn=True, timeout=timeout,
                                             in_stream=StringIO(input) if input is not None else False)
             except Exception as exc:  # paramiko/socket errors: name the host, not a traceback
                 raise OperationFailed(f"ssh {self.host}: {type(exc).__name__}: {redact(str(exc))}") from None

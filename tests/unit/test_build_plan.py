@@ -21,14 +21,14 @@ def test_dry_run_build_touches_nothing(monkeypatch, tmp_path):
     ca = tmp_path / "ca"
     ca.mkdir()
     (ca / "corp.crt").write_text("-----BEGIN CERTIFICATE-----\n")
-    env = load_env("local", environ={"IOSOPS_BUILD__EXTRA_CA_DIR": str(ca)})
+    env = load_env("local", environ={"IOSOPS_BUILD__EXTRA_CA_DIR": str(ca), "IOSOPS_BUILD__REGISTRY": "127.0.0.1:5000"})
     runner = Runner(dry_run=True)
     result = image.build_image(env, runner, tag="t1", push=True)
     plan = runner.plan()
     assert plan[0].startswith("stage 1 extra CA certificate(s)")
-    assert plan[1].startswith("docker-sdk build ") and "tag=iosops/api:t1" in plan[1]
+    assert plan[1].startswith("docker-sdk build ") and "tag=127.0.0.1:5000/iosops/api:t1" in plan[1]
     assert plan[2].startswith("remove staged CA certificates")
-    assert plan[3] == "docker-sdk push iosops/api:t1"
+    assert plan[3] == "docker-sdk push 127.0.0.1:5000/iosops/api:t1"
     assert result.dry_run and not list((env.root / "docker/.build-ca").glob("*.crt"))
 
 

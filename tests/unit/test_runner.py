@@ -96,3 +96,11 @@ def test_write_file_is_atomic_and_sets_mode(tmp_path):
     Runner().write_file(p, "a=1\n", mode=0o600)
     assert p.read_text() == "a=1\n" and oct(p.stat().st_mode)[-3:] == "600"
     assert [f.name for f in p.parent.iterdir()] == ["x.conf"]  # no temp file left
+
+
+def test_remote_command_quotes_env_and_cwd():
+    from iosops.runner import remote_command
+
+    assert remote_command(["id", "-un"]) == "id -un"
+    assert remote_command(["sh", "-c", "echo $A"], {"A": "x y"}, "/srv/app") == \
+        "cd /srv/app && export A='x y' && exec sh -c 'echo $A'"

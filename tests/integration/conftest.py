@@ -1,0 +1,63 @@
+"""Integration fixtures: a real Docker engine, the offline images, the API image, a real stack.
+
+Everything created here carries the label iosops.test=1 and is removed by name/label at the end.
+"""
+import subprocess
+import uuid
+
+import pytest
+
+from iosops import dockerx
+from iosops.config import load_env
+from iosops.runner import Runner
+from tests.conftest import TEST_STATE, free_port
+
+TEST_LABELS = {"iosops.test": "1"}
+
+
+@pytest.fixture(scope="session")
+def docker_api():
+    env = load_env("local", environ={})
+    # No skip: CI must have the engine (scripts/bootstrap.sh starts it); a missing engine is a failure.
+    return dockerx.client(env.cfg.docker.host).api
+
+
+@pytest.fixture(scope="session")
+def offline_images(docker_api):
+    from iosops.build.offline import build_offline
+
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE)})
+    return build_offline(env, Runner(), ("python", "postgres", "redis", "sshd"))
+
+
+@pytest.fixture(scope="session")
+def api_image(offline_images, docker_api):
+    from iosops.build.image import build_image
+
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE)})
+    tag = f"itest-{uuid.uuid4().hex[:8]}"
+    result = build_image(env, Runner(), tag=tag)
+    yield result
+    docker_api.remove_image(result.image, noprune=True)
+
+
+@pytest.fixture(scope="session")
+def stack_env():
+    name = f"iosops-itest-{uuid.uuid4().hex[:6]}"
+    return load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE)}, overrides={
+        "stack": {"name": name, "api_port": free_port(), "labels": TEST_LABELS}})
+
+
+@pytest.fixture(scope="session")
+def stack(stack_env, api_image):
+    from iosops.stack.local import down, up
+
+    runner = Runner()
+    try:
+        yield up(stack_env, runner, api_image.image)
+    finally:
+        down(stack_env, Runner(), volumes=True)
+
+
+def docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["/usr/bin/docker", *args], capture_output=True, text=True, timeout=300)

@@ -1,0 +1,107 @@
+"""The API image on a real Docker engine with real PostgreSQL and Redis containers."""
+import json
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from iosops.stack.local import names
+from tests.integration.conftest import docker
+
+
+def test_stack_is_ready_with_every_check(stack):
+    assert stack.ready == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+    assert "0001_create_items" in stack.migrations
+
+
+def test_container_is_healthy_and_runs_as_non_root(stack, stack_env, api_image):
+    name = names(stack_env)["api"]
+    assert docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip() == "healthy"
+    assert docker("exec", name, "id", "-u").stdout.strip() == "10001"
+    config = json.loads(docker("image", "inspect", api_image.image).stdout)[0]["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.revision"] == api_image.tag
+    assert labels["org.opencontainers.image.created"].endswith("Z")
+
+
+def test_version_reports_the_build(stack, api_image):
+    assert requests.get(f"{stack.url}/version", timeout=5).json()["git_sha"] == api_image.tag
+
+
+def test_metrics_count_requests_by_route_and_status(stack):
+    requests.get(f"{stack.url}/items/999999999", timeout=5)  # a 404 on a templated route
+    body = requests.get(f"{stack.url}/metrics", timeout=5).text
+    assert 'http_requests_total{method="GET",route="/items/{item_id}",status="404"}' in body
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/ready",status="200"}' in body
+
+
+def test_crud_with_redis_cache(stack):
+    url = f"{stack.url}/items"
+    item = requests.post(url, json={"name": "probe", "data": {"k": 1}}, timeout=5).json()
+    first = requests.get(f"{url}/{item['id']}", timeout=5)
+    second = requests.get(f"{url}/{item['id']}", timeout=5)
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "hit")
+    updated = requests.put(f"{url}/{item['id']}", json={"name": "probe2"}, timeout=5).json()
+    assert updated["name"] == "probe2"
+    assert requests.get(f"{url}/{item['id']}", timeout=5).json()["name"] == "probe2"  # cache invalidated
+    assert requests.delete(f"{url}/{item['id']}", timeout=5).status_code == 204
+    assert requests.get(f"{url}/{item['id']}", timeout=5).status_code == 404
+    assert requests.post(url, json={"name": ""}, timeout=5).status_code == 422
+
+
+def test_ready_fails_when_redis_stops_and_recovers(stack, stack_env):
+    redis = names(stack_env)["redis"]
+    docker("stop", redis)
+    try:
+        resp = requests.get(f"{stack.url}/ready", timeout=10)
+        assert resp.status_code == 503 and resp.json()["checks"]["redis"].startswith("fail")
+        assert requests.get(f"{stack.url}/health", timeout=5).status_code == 200  # liveness unaffected
+    finally:
+        docker("start", redis)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and requests.get(f"{stack.url}/ready", timeout=10).status_code != 200:
+        time.sleep(0.5)
+    last = requests.get(f"{stack.url}/ready", timeout=10)
+    assert last.status_code == 200, (last.text, docker("logs", "--tail", "5", redis).stderr)
+
+
+def test_runtime_image_carries_no_toolchain_pip_or_build_cas(api_image, docker_api):
+    probe = docker("run", "--rm", "--entrypoint", "sh", api_image.image, "-c",
+                   "for c in gcc cc make pip pip3; do command -v $c || echo no-$c; done; "
+                   "ls /var/lib/apt/lists | wc -l; "
+                   "ls /tmp/build-ca /tmp/ca-bundle.pem 2>&1; ls /root/.cache 2>&1")
+    out = probe.stdout.splitlines()
+    assert out[:5] == ["no-gcc", "no-cc", "no-make", "no-pip", "no-pip3"], out
+    assert out[5] == "0"
+    assert all("No such file" in l or "Permission denied" in l for l in out[6:]), out
+
+
+def test_extra_ca_certificates_never_reach_the_image(api_image, docker_api):
+    from iosops.build.image import staged_ca_files
+    from iosops.config import load_env
+
+    certs = staged_ca_files(load_env("local", environ={}))
+    needles = [c.read_bytes().strip().splitlines()[1] for c in certs]  # first base64 line of each cert
+    assert not list(Path("docker/.build-ca").glob("*.crt")), "staged certificates were left behind"
+    with tempfile.TemporaryDirectory() as tmp:
+        tar_path = Path(tmp) / "image.tar"
+        with open(tar_path, "wb") as fh:
+            for chunk in docker_api.get_image(api_image.image):
+                fh.write(chunk)
+        hits = []
+        with tarfile.open(tar_path) as outer:
+            for member in outer.getmembers():
+                if not member.isfile() or not member.name.endswith(".tar"):
+                    continue
+                with tarfile.open(fileobj=outer.extractfile(member)) as layer:
+                    for f in layer.getmembers():
+                        if f.isfile() and f.size < 5_000_000:
+                            data = layer.extractfile(f).read()
+                            hits += [f.name for n in needles if n in data]
+    assert hits == []
+    # Where this machine has extra CAs, the build above really used (and dropped) them.
+    print(f"checked {len(needles)} extra CA certificate(s) against every layer")
