@@ -24,6 +24,7 @@ class Service:
     name: str
     image: str
     argv: list[str]
+    needs_db_password: bool = False
 
 
 @dataclass
@@ -64,13 +65,13 @@ def services(env: Env, api_image: str) -> list[Service]:
         Service("postgres", n["postgres"], img.postgres, d.run_detached(
             n["postgres"], img.postgres, network=n["network"], network_alias="postgres", labels=lab,
             env={"POSTGRES_DB": s.postgres_db, "POSTGRES_USER": s.postgres_user}, pass_env=["POSTGRES_PASSWORD"],
-            volumes=[f"{n['pgdata']}:/var/lib/postgresql/data"], memory="512m")),
+            volumes=[f"{n['pgdata']}:/var/lib/postgresql/data"], memory="512m"), needs_db_password=True),
         Service("redis", n["redis"], img.redis, d.run_detached(
             n["redis"], img.redis, network=n["network"], network_alias="redis", labels=lab, memory="256m")),
         Service("api", n["api"], api_image, d.run_detached(
             n["api"], api_image, network=n["network"], network_alias="api", labels=lab, env=api_env(env),
             pass_env=["POSTGRES_PASSWORD"], publish=[f"{s.publish_host}:{s.api_port}:{API_INTERNAL_PORT}"],
-            read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m")),
+            read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m"), needs_db_password=True),
     ]
 
 
@@ -150,7 +151,7 @@ def up(env: Env, runner: Runner, api_image: str) -> UpResult:
                                       "--env", "POSTGRES_PASSWORD", svc.image, "python3", "-m", "iosapi.migrate"],
                                      env={"POSTGRES_PASSWORD": password})
                     result.migrations = mig.stdout.strip()
-                runner.run(svc.argv, env={"POSTGRES_PASSWORD": password})
+                runner.run(svc.argv, env={"POSTGRES_PASSWORD": password} if svc.needs_db_password else None)
                 created.append(svc.name)
                 result.changed.append(svc.name)
             wait_healthy(runner, svc.name, s.ready_timeout_s)

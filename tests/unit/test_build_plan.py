@@ -15,8 +15,15 @@ def test_dry_run_build_touches_nothing(monkeypatch, tmp_path):
     def boom(*a, **k):
         raise AssertionError("dry-run started a process or a Docker client")
 
-    monkeypatch.setattr(subprocess, "run", boom)
-    monkeypatch.setattr(subprocess, "Popen", boom)
+    real_popen, reads = subprocess.Popen, []
+
+    def only_git_reads(argv, *a, **k):  # read-only probes (git log) may run; nothing else may
+        if list(argv[:2]) != ["git", "log"]:
+            raise AssertionError(f"dry-run started {argv}")
+        reads.append(argv)
+        return real_popen(argv, *a, **k)
+
+    monkeypatch.setattr(subprocess, "Popen", only_git_reads)
     monkeypatch.setattr(dockerx, "client", boom)
     ca = tmp_path / "ca"
     ca.mkdir()
@@ -29,6 +36,7 @@ def test_dry_run_build_touches_nothing(monkeypatch, tmp_path):
     assert plan[1].startswith("docker-sdk build ") and "tag=127.0.0.1:5000/iosops/api:t1" in plan[1]
     assert plan[2].startswith("remove staged CA certificates")
     assert plan[3] == "docker-sdk push 127.0.0.1:5000/iosops/api:t1"
+    assert reads and all(str(a).endswith("# read") for a in runner.actions if a.text.startswith("git "))
     assert result.dry_run and not list((env.root / "docker/.build-ca").glob("*.crt"))
 
 

@@ -1,0 +1,2 @@
+# The infra tier reuses the integration fixtures (real engine, images, stack).
+from tests.integration.conftest import api_image, docker_api, offline_images, stack, stack_env  # noqa: F401
