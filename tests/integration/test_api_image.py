@@ -8,6 +8,7 @@ from pathlib import Path
 import requests
 
 from iosops.stack.local import names
+from tests.conftest import ROOT
 from tests.integration.conftest import docker
 
 
@@ -86,7 +87,7 @@ def test_extra_ca_certificates_never_reach_the_image(api_image, docker_api):
 
     certs = staged_ca_files(load_env("local", environ={}))
     needles = [c.read_bytes().strip().splitlines()[1] for c in certs]  # first base64 line of each cert
-    assert not list(Path("docker/.build-ca").glob("*.crt")), "staged certificates were left behind"
+    assert not list((ROOT / "docker/.build-ca").glob("*.crt")), "staged certificates were left behind"
     with tempfile.TemporaryDirectory() as tmp:
         tar_path = Path(tmp) / "image.tar"
         with open(tar_path, "wb") as fh:
