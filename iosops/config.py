@@ -77,6 +77,68 @@ class StackCfg(Strict):
     labels: dict[str, str] = {}
 
 
+class StoreCfg(Strict):
+    """Where recovery points live: a local directory (embedded default) or S3 (any S3 API)."""
+    kind: Literal["local", "s3"] = "local"
+    path: str = ".iosops/backups"  # local: directory
+    bucket: str = ""
+    prefix: str = "iosops"
+    endpoint_url: str = ""  # empty: AWS; set for MinIO/moto/...
+    region: str = "us-east-1"
+    access_key_id: Optional[SecretRef] = None
+    secret_access_key: Optional[SecretRef] = None
+    max_attempts: PositiveInt = 5
+    connect_timeout_s: PositiveInt = 5
+    multipart_chunk_mb: PositiveInt = 16
+
+
+class PostgresSource(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    user: str = "ios"
+    dbname: str = "ios"
+    password: Optional[SecretRef] = None
+    bin_dir: str = "/usr/lib/postgresql/15/bin"
+    # A cluster this tool manages on this host (drills, local restores): data dir and OS user.
+    data_dir: str = ""
+    os_user: str = "postgres"
+
+
+class RedisSource(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    password: Optional[SecretRef] = None
+    # The RDB is copied from here after BGSAVE (empty: CONFIG GET dir/dbfilename, same host).
+    rdb_path: str = ""
+
+
+class RetentionCfg(Strict):
+    """Grandfather-father-son: everything younger than keep_days, plus the newest of each of the
+    last `daily` days, `weekly` ISO weeks and `monthly` months."""
+    keep_days: PositiveInt = 30
+    daily: int = Field(7, ge=0)
+    weekly: int = Field(4, ge=0)
+    monthly: int = Field(6, ge=0)
+
+
+class BackupCfg(Strict):
+    components: list[Literal["postgres", "redis", "elasticsearch"]] = ["postgres", "redis"]
+    store: StoreCfg = StoreCfg()
+    postgres: PostgresSource = PostgresSource()
+    redis: RedisSource = RedisSource()
+    elasticsearch_url: str = ""
+    elasticsearch_repository: str = "iosops"
+    zstd_level: int = Field(3, ge=1, le=19)
+    zstd_threads: int = Field(0, ge=0)  # 0: one per core
+    # age identity (secret); artifacts are encrypted to its public key. None: no encryption.
+    encryption_key: Optional[SecretRef] = None
+    webhook_url: Optional[SecretRef] = None
+    metrics_file: str = ".iosops/metrics/iosops_backup.prom"
+    retention: RetentionCfg = RetentionCfg()
+    rto_target_s: PositiveInt = 120
+    rpo_target_s: PositiveInt = 60
+
+
 class EnvConfig(Strict):
     name: str
     description: str = ""
@@ -87,6 +149,7 @@ class EnvConfig(Strict):
     images: ImagesCfg = ImagesCfg()
     offline: OfflineCfg = OfflineCfg()
     stack: StackCfg = StackCfg()
+    backup: BackupCfg = BackupCfg()
     secrets: dict[str, SecretRef] = {}
 
 
@@ -121,18 +184,21 @@ class Env:
         return ref.reveal(f"secrets.{name}", self.root)
 
     def redacted(self) -> dict[str, Any]:
-        """The merged config as plain data; secrets appear as their reference and *** only."""
-        data = self.cfg.model_dump(mode="json")
+        """The merged config as plain data; every secret (wherever it sits) appears as its reference
+        and *** only."""
+        def walk(value: Any) -> Any:
+            if isinstance(value, SecretRef):
+                ref = {k: v for k, v in value.model_dump().items() if v}
+                return {**ref, "value": MASK if value.available(self.root) else f"{MASK} (missing)"}
+            if isinstance(value, BaseModel):
+                return {name: walk(getattr(value, name)) for name in type(value).model_fields}
+            if isinstance(value, dict):
+                return {k: walk(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [walk(v) for v in value]
+            return value
 
-        def mask(refs: Mapping[str, Any], models: Mapping[str, Optional[SecretRef]]) -> None:
-            for key, ref in models.items():
-                if ref is not None:
-                    refs[key] = {**{k: v for k, v in ref.model_dump().items() if v},
-                                 "value": MASK if ref.available(self.root) else f"{MASK} (missing)"}
-
-        mask(data["secrets"], self.cfg.secrets)
-        mask(data["build"], {"registry_password": self.cfg.build.registry_password})
-        return data
+        return walk(self.cfg)
 
 
 def envs_dir(root: Path = REPO_ROOT) -> Path:

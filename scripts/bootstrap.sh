@@ -37,8 +37,14 @@ else
   echo "bootstrap: Docker engine is running"
 fi
 
-# The virtualenv; reinstalled only when pyproject.toml changed.
-if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
+# The virtualenv, on Debian's /usr/bin/python3 so that service users (postgres runs the project's WAL
+# archive_command) can execute it; a venv on a python under /root would be unreadable to them.
+# Recreated when it was made from another interpreter; reinstalled only when pyproject.toml changed.
+if [[ -x .venv/bin/python && "$(readlink -f .venv/bin/python)" != "$(readlink -f /usr/bin/python3)" ]]; then
+  echo "bootstrap: recreating .venv on /usr/bin/python3"
+  rm -rf .venv
+fi
+if [[ ! -x .venv/bin/python ]]; then /usr/bin/python3 -m venv .venv; fi
 stamp=".venv/.iosops-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
