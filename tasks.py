@@ -1,12 +1,20 @@
 """invoke entry point: `inv --list`. Thin on purpose; the logic lives in the iosops package."""
+import signal
+
 from invoke import Collection
 
-from iosops.tasks import build, ci, config, images, lock, stack
+# `inv ... | head` must end quietly, like any Unix tool, not with a BrokenPipeError traceback.
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+from iosops.tasks import backup, build, ci, config, images, lock, stack
 
 ns = Collection()
 ns.add_task(build.build)
 ns.add_task(stack.up)
 ns.add_task(stack.down)
+ns.add_task(backup.backup)
+ns.add_task(backup.restore_)
+ns.add_collection(Collection("backups", backup.list_, backup.verify, backup.prune))
 ns.add_collection(Collection.from_module(ci, name="ci"))
 ns.add_collection(Collection.from_module(config, name="config"))
 ns.add_collection(Collection.from_module(images, name="images"))

@@ -130,7 +130,9 @@ class BackupCfg(Strict):
     elasticsearch_repository: str = "iosops"
     zstd_level: int = Field(3, ge=1, le=19)
     zstd_threads: int = Field(0, ge=0)  # 0: one per core
-    # age identity (secret); artifacts are encrypted to its public key. None: no encryption.
+    # age public key ("age1..."): artifacts and WAL are encrypted to it; hosts that only back up never
+    # hold the private key. encryption_key is the matching age identity (secret), needed to verify/restore.
+    encryption_recipient: str = ""
     encryption_key: Optional[SecretRef] = None
     webhook_url: Optional[SecretRef] = None
     metrics_file: str = ".iosops/metrics/iosops_backup.prom"
@@ -156,9 +158,12 @@ class EnvConfig(Strict):
 class Env:
     """A loaded, validated environment plus the paths it is relative to."""
 
-    def __init__(self, cfg: EnvConfig, root: Path):
+    def __init__(self, cfg: EnvConfig, root: Path, overrides: Optional[dict] = None):
         self.cfg = cfg
         self.root = root
+        # IOSOPS_* and flag layers, so processes started without our environment (PostgreSQL's
+        # archive_command) can be given the same config (see iosops.backup.wal.command_line).
+        self.overrides = overrides or {}
 
     @property
     def name(self) -> str:
@@ -299,4 +304,4 @@ def load_env(name: Optional[str], root: Path = REPO_ROOT, environ: Optional[Mapp
             err.get("input"), (dict, list))) else f" (got {err['input']!r})"
         msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         raise BadInput(f"{source}: {'.'.join(loc)}: {msg}{got}; fix it and retry") from None
-    return Env(cfg, root)
+    return Env(cfg, root, deep_merge(env_var_layer(environ), overrides or {}))

@@ -162,6 +162,92 @@ class Runner:
             raise CommandFailed(redact(text), result)
         return result
 
+    def stream(self, *argvs: Sequence[Arg], source: Any = None, sink: Optional[Callable[[Any], Any]] = None,
+               stdout_path: Optional[Path] = None, target: str = "", mutating: bool = True,
+               env: Optional[Mapping[str, Union[str, Secret]]] = None) -> Result:
+        """A streaming pipeline `a | b | c`, without temporary copies: `source` (a file object) is pumped
+        into the first stage, and the last stage's stdout goes to `sink(fileobj)` (its return value is
+        Result.value) or to `stdout_path`. Every stage's exit code is checked; on any failure all stages
+        are killed. `target` names where the bytes go, for the plan (e.g. "store://backups/x").
+        """
+        text = " | ".join(display(a) for a in argvs)
+        if source is not None:
+            text = f"<{getattr(source, 'name', 'stream')}> | {text}"
+        if target or stdout_path:
+            text += f" > {target or stdout_path}"
+        self._record("stream", text, mutating)
+        if self.skip(mutating):
+            return Result(dry_run=True)
+        import threading
+
+        full_env = None
+        if env:
+            full_env = {**os.environ, **{k: v.get() if isinstance(v, Secret) else str(v) for k, v in env.items()}}
+        procs: list[subprocess.Popen] = []
+        errs = [tempfile.TemporaryFile() for _ in argvs]
+        out_fh = open(stdout_path, "wb") if stdout_path else None
+        pump_error: list[BaseException] = []
+        try:
+            prev = subprocess.PIPE if source is not None else subprocess.DEVNULL
+            for i, argv in enumerate(argvs):
+                last = i == len(argvs) - 1
+                stdout = (out_fh if out_fh else (subprocess.PIPE if sink else subprocess.DEVNULL)) if last else subprocess.PIPE
+                try:
+                    p = subprocess.Popen(reveal(argv), stdin=prev, stdout=stdout, stderr=errs[i], env=full_env)
+                except FileNotFoundError:
+                    raise OperationFailed(f"{argv[0]} is not installed or not on PATH; run scripts/bootstrap.sh") from None
+                if procs and procs[-1].stdout:
+                    procs[-1].stdout.close()  # the next stage owns it now (SIGPIPE propagates)
+                procs.append(p)
+                prev = p.stdout if not last else None
+
+            def pump() -> None:
+                try:
+                    while chunk := source.read(1 << 20):
+                        procs[0].stdin.write(chunk)
+                except BrokenPipeError:
+                    pass  # the stage exited early; its exit code tells why
+                except BaseException as exc:  # a failed download must fail the pipeline, not hang it
+                    pump_error.append(exc)
+                finally:
+                    try:
+                        procs[0].stdin.close()
+                    except BrokenPipeError:
+                        pass
+
+            pumper = threading.Thread(target=pump, daemon=True) if source is not None else None
+            if pumper:
+                pumper.start()
+            value = sink(procs[-1].stdout) if sink else None
+            if pumper:
+                pumper.join()
+            rcs = [p.wait() for p in procs]
+        except BaseException:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            for p in procs:
+                p.wait()
+            raise
+        finally:
+            if out_fh:
+                out_fh.close()
+        if pump_error:
+            exc = pump_error[0]
+            raise exc if isinstance(exc, OperationFailed) else OperationFailed(
+                f"input stream failed: {type(exc).__name__}: {redact(str(exc))}")
+        for argv, rc, err in zip(argvs, rcs, errs):
+            if rc != 0:
+                err.seek(0)
+                tail = err.read().decode(errors="replace").strip().splitlines()
+                raise CommandFailed(redact(display(argv)), Result(rc, "", tail[-1] if tail else ""))
+        stderr_texts = []
+        for err in errs:
+            err.seek(0)
+            stderr_texts.append(err.read().decode(errors="replace"))
+            err.close()
+        return Result(0, "", "\n".join(stderr_texts), value=value)
+
     # -- everything that is not a command ------------------------------------------------------------
     def call(self, text: str, fn: Callable[..., Any], *args: Any, mutating: bool = True, **kwargs: Any) -> Result:
         """A docker SDK (or other library) call; `text` says exactly what it does."""

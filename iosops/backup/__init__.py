@@ -1,0 +1,1 @@
+"""Backups, verification, retention, restore and DR drills. See backup/README.md for the design."""

@@ -1,0 +1,114 @@
+"""A PostgreSQL cluster this tool manages on the host (drills, local restores): init with WAL
+archiving to the project's store, start/stop, promote-wait. Runs as the cluster's OS user."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..commands import pg
+from ..errors import OperationFailed
+from ..runner import Runner
+from ..secrets import Secret
+
+
+def conf_quote(value: str) -> str:
+    """A postgresql.conf string literal: single quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def os_user(configured: str) -> Optional[str]:
+    return configured if os.geteuid() == 0 else None
+
+
+@dataclass
+class PgInstance:
+    data_dir: Path
+    port: int
+    bin_dir: str
+    os_user: Optional[str]
+    user: str = "ios"
+    dbname: str = "ios"
+
+    @property
+    def socket_dir(self) -> Path:
+        # Outside the data directory: a base backup must not carry the socket's lock file.
+        return self.data_dir.parent / f"{self.data_dir.name}.sock"
+
+    @property
+    def log(self) -> str:
+        return str(self.data_dir.parent / f"{self.data_dir.name}.log")
+
+    def _chown(self, path: Path) -> None:
+        if self.os_user:
+            shutil.chown(path, self.os_user, self.os_user)
+
+    def conf_lines(self, archive_command: str) -> list[str]:
+        return [
+            f"port = {self.port}", "listen_addresses = '127.0.0.1'", f"unix_socket_directories = '{self.socket_dir}'",
+            "wal_level = replica", "archive_mode = on", f"archive_command = {conf_quote(archive_command)}",
+            # A partly filled segment is archived after 10 s of activity: bounds the RPO of PITR.
+            "archive_timeout = 10", "max_wal_senders = 5", "fsync = on",
+        ]
+
+    def init(self, runner: Runner, password: Secret, archive_command: str) -> None:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._chown(self.data_dir.parent)
+        self.socket_dir.mkdir(exist_ok=True)
+        self._chown(self.socket_dir)
+        pwfile = self.data_dir.parent / ".pwfile"
+        runner.write_file(pwfile, password.get(), mode=0o600)
+        if not runner.dry_run:
+            self._chown(pwfile)
+        try:
+            runner.run(pg.as_user(self.os_user, pg.initdb(self.bin_dir, str(self.data_dir), self.user, str(pwfile))))
+        finally:
+            if not runner.dry_run:
+                pwfile.unlink(missing_ok=True)
+        conf = "\n# iosops\n" + "\n".join(self.conf_lines(archive_command)) + "\n"
+        if not runner.dry_run:
+            with open(self.data_dir / "postgresql.conf", "a") as fh:
+                fh.write(conf)
+        self.start(runner)
+        runner.run(pg.as_user(self.os_user, [f"{self.bin_dir}/createdb", "-h", str(self.socket_dir), "-p",
+                                             str(self.port), "-U", self.user, self.dbname]))
+
+    def start(self, runner: Runner) -> None:
+        runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "start", str(self.data_dir), self.log)))
+
+    def stop(self, runner: Runner, check: bool = True) -> None:
+        runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "stop", str(self.data_dir))), check=check)
+
+    def running(self, runner: Runner) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        r = runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "status", str(self.data_dir))),
+                       mutating=False, check=False)
+        return r.rc == 0
+
+    def sql(self, runner: Runner, sql: str, mutating: bool = True) -> str:
+        argv = [f"{self.bin_dir}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
+                "-p", str(self.port), "-U", self.user, "-d", self.dbname, "-c", sql]
+        return runner.run(pg.as_user(self.os_user, argv), mutating=mutating).stdout.strip()
+
+    def wait_promoted(self, runner: Runner, timeout: float = 300) -> None:
+        def poll() -> None:
+            deadline = time.monotonic() + timeout
+            last = ""
+            while time.monotonic() < deadline:
+                try:
+                    if self.sql(runner, "SELECT pg_is_in_recovery()", mutating=False) == "f":
+                        return
+                except OperationFailed as exc:
+                    last = str(exc)
+                    if not self.running(runner):
+                        break
+                time.sleep(0.3)
+            tail = Path(self.log).read_text().strip().splitlines()[-3:] if Path(self.log).exists() else []
+            raise OperationFailed(f"restored cluster did not finish recovery within {timeout:.0f}s "
+                                  f"({last or 'still in recovery'}); log: {' | '.join(tail)}")
+
+        runner.call(f"wait until the cluster in {self.data_dir} has recovered and promoted", poll)

@@ -1,0 +1,209 @@
+"""`inv restore`: pick the recovery point, take a safety backup, stop writes, restore, verify —
+and on any failure put the pre-restore state back and say so.
+
+Targets are clusters this tool manages on the host (backup.postgres.data_dir, backup.redis_dir): the
+pre-restore data directory is moved aside (instant rollback) and a safety backup of the live data is
+written to the store first (the durable record).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..commands import compress as cz
+from ..config import Env
+from ..errors import BadInput, IosopsError, OperationFailed
+from ..runner import Runner
+from . import manifest as mf
+from . import postgres
+from .artifacts import download
+from .catalog import entries, find
+from .pginstance import PgInstance, conf_quote, os_user
+from .run import run_backup
+from .sources import redis_fingerprint
+from .store import open_store
+from .wal import command_line
+
+
+@dataclass
+class RestorePlan:
+    base: mf.Manifest
+    target: str  # immediate | time | latest
+    target_time: Optional[dt.datetime] = None
+
+
+@dataclass
+class RestoreResult:
+    backup_id: str
+    target: str
+    target_time: str = ""
+    safety_backup: str = ""
+    fingerprints: dict = field(default_factory=dict)
+    verified: bool = False
+    seconds: float = 0.0
+    phases: dict = field(default_factory=dict)
+
+
+def parse_time(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"--to-time {text!r} is not a timestamp; use ISO 8601, e.g. 2026-11-27T21:30:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def choose(env: Env, store, backup_id: str = "", to_time: str = "", latest: bool = False) -> RestorePlan:
+    if sum(map(bool, (backup_id, to_time, latest))) != 1:
+        raise BadInput("say what to restore: exactly one of --backup ID, --to-time TIMESTAMP or --latest")
+    done = [e.manifest for e in entries(env, store) if e.complete]
+    if backup_id:
+        return RestorePlan(find(env, store, backup_id), "immediate")
+    if not done:
+        raise BadInput(f"no complete backups in {store.url}: nothing to restore")
+    if latest:
+        return RestorePlan(done[-1], "latest")
+    t = parse_time(to_time)
+    now = mf.now()
+    if t > now:
+        raise BadInput(f"--to-time {t.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})")
+    usable = [m for m in done if m.postgres and m.completed <= t]
+    if not usable:
+        raise BadInput(f"--to-time {t.isoformat()} is before the earliest recoverable point "
+                       f"({done[0].completed_at}); pick a later time")
+    return RestorePlan(usable[-1], "time", t)
+
+
+def pg_instance(env: Env) -> PgInstance:
+    s = env.cfg.backup.postgres
+    if not s.data_dir:
+        raise BadInput(f"env {env.name}: restore needs backup.postgres.data_dir (a cluster this tool manages on "
+                       "this host); set it, or restore with your platform's tooling from `inv backups.list`")
+    return PgInstance(env.path(s.data_dir), s.port, s.bin_dir, os_user(s.os_user), s.user, s.dbname)
+
+
+def recovery_conf(env: Env, plan: RestorePlan) -> str:
+    lines = [f"restore_command = {conf_quote(command_line(env, 'fetch'))}", "recovery_target_action = 'promote'",
+             "recovery_target_timeline = 'latest'"]
+    if plan.target == "immediate":
+        lines.append("recovery_target = 'immediate'")
+    elif plan.target == "time":
+        lines.append(f"recovery_target_time = '{plan.target_time.isoformat()}'")
+    return "\n# iosops restore\n" + "\n".join(lines) + "\n"
+
+
+def stop_writes(env: Env, runner: Runner, inst: PgInstance) -> None:
+    """Graceful first: end every other session (the app is expected in maintenance), then stop."""
+    if inst.running(runner):
+        inst.sql(runner, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                         "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        inst.stop(runner)
+
+
+def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance,
+                     fail_after_extract: bool = False) -> None:
+    art = next(a for a in plan.base.artifacts if a.component == "postgres")
+    runner.call(f"mkdir -m 700 {inst.data_dir}", _mkdir_owned, inst)
+    download(env, runner, store, art, consumer_argv=cz.tar_extract(str(inst.data_dir)))
+    if fail_after_extract:  # test hook: a failure midway, after the old data is gone from its place
+        raise OperationFailed("injected failure after extracting the base backup")
+    conf = recovery_conf(env, plan)
+    runner.call(f"append recovery settings to {inst.data_dir}/postgresql.auto.conf and create recovery.signal",
+                _write_recovery, inst, conf)
+    inst.start(runner)
+    inst.wait_promoted(runner)
+
+
+def _mkdir_owned(inst: PgInstance) -> None:
+    inst.data_dir.mkdir(mode=0o700)
+    inst._chown(inst.data_dir)
+
+
+def _write_recovery(inst: PgInstance, conf: str) -> None:
+    with open(inst.data_dir / "postgresql.auto.conf", "a") as fh:
+        fh.write(conf)
+    (inst.data_dir / "recovery.signal").touch()
+    for p in ("postgresql.auto.conf", "recovery.signal"):
+        inst._chown(inst.data_dir / p)
+
+
+def instance_fingerprint(env: Env, runner: Runner) -> dict:
+    return postgres.fingerprint(env, runner)
+
+
+def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,
+            only: str = "", safety: bool = True, fail_after_extract: bool = False) -> RestoreResult:
+    t0 = time.monotonic()
+    store = open_store(env)
+    plan = choose(env, store, backup_id, to_time, latest)
+    comps = [c for c in (only.split(",") if only else plan.base.components) if c]
+    bad = [c for c in comps if c not in ("postgres", "redis", "elasticsearch")]
+    if bad:
+        raise BadInput(f"--only: unknown store(s) {', '.join(bad)}; known: postgres, redis, elasticsearch")
+    if "postgres" not in comps:
+        raise BadInput("this restore path needs postgres among --only (redis/elasticsearch restore ride along)")
+    inst = pg_instance(env)
+    result = RestoreResult(plan.base.id, plan.target, plan.target_time.isoformat() if plan.target_time else "")
+    runner.info(f"restore {plan.base.id} ({plan.target}{' ' + result.target_time if result.target_time else ''}) "
+                f"into {inst.data_dir}")
+    pre_fp = None
+    live = inst.running(runner)
+    if live:
+        pre_fp = instance_fingerprint(env, runner)
+        if safety:
+            p0 = time.monotonic()
+            result.safety_backup = run_backup(env, runner, only="postgres", label="safety").id
+            result.phases["safety_backup_s"] = round(time.monotonic() - p0, 2)
+    p0 = time.monotonic()
+    stop_writes(env, runner, inst)
+    aside = inst.data_dir.with_name(f"{inst.data_dir.name}.pre-restore-{int(time.time())}")
+    had_data = inst.data_dir.exists()
+    if had_data:
+        runner.call(f"move {inst.data_dir} aside to {aside} (instant rollback)", inst.data_dir.rename, aside)
+    try:
+        restore_postgres(env, runner, store, plan, inst, fail_after_extract)
+        result.phases["postgres_restore_s"] = round(time.monotonic() - p0, 2)
+        if not runner.dry_run:
+            result.fingerprints = instance_fingerprint(env, runner)
+            if plan.target == "immediate":
+                want = plan.base.fingerprints.get("postgres", {})
+                if result.fingerprints != want:
+                    raise OperationFailed("restored PostgreSQL fingerprints differ from the backup's manifest")
+            else:
+                missing = set(plan.base.fingerprints.get("postgres", {}).get("tables", {})) - set(
+                    result.fingerprints["tables"])
+                if missing:
+                    raise OperationFailed(f"restored PostgreSQL lacks tables present in the backup: {sorted(missing)}")
+            result.verified = True
+    except (IosopsError, OSError) as exc:
+        if runner.dry_run:
+            raise
+        rolled = rollback(env, runner, inst, aside if had_data else None, pre_fp)
+        raise OperationFailed(f"restore failed ({exc}); rolled back: {rolled}") from None
+    if had_data and not runner.dry_run:
+        shutil.rmtree(aside, ignore_errors=True)
+    result.seconds = round(time.monotonic() - t0, 2)
+    return result
+
+
+def rollback(env: Env, runner: Runner, inst: PgInstance, aside: Optional[Path], pre_fp: Optional[dict]) -> str:
+    inst.stop(runner, check=False)
+    if inst.data_dir.exists():
+        shutil.rmtree(inst.data_dir)
+    if aside is None:
+        return "there was no previous data directory; the failed restore's files were removed"
+    aside.rename(inst.data_dir)
+    inst.start(runner)
+    if pre_fp is not None:
+        now_fp = instance_fingerprint(env, runner)
+        if now_fp != pre_fp:
+            return (f"put the pre-restore data directory back in {inst.data_dir} and started it, BUT its "
+                    "fingerprints differ from before the restore: investigate")
+        return f"put the pre-restore data directory back in {inst.data_dir}; fingerprints equal the pre-restore ones"
+    return f"put the pre-restore data directory back in {inst.data_dir} and started it"
+
+
+__all__ = ["restore", "choose", "parse_time", "redis_fingerprint"]

@@ -1,0 +1,127 @@
+"""Per-component backup steps: each takes (env, runner, store, backup_id) and returns
+(artifacts, fingerprint, extra info). PostgreSQL: physical base backup; Redis: BGSAVE + RDB;
+Elasticsearch: a snapshot through the real REST API."""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from ..commands import pg
+from ..commands import redis as rc
+from ..config import Env
+from ..errors import OperationFailed
+from ..runner import Runner
+from . import postgres
+from .artifacts import upload
+from .manifest import Artifact, artifact_key
+
+
+def backup_postgres(env: Env, runner: Runner, store, backup_id: str) -> tuple[list[Artifact], dict, Any]:
+    s = env.cfg.backup.postgres
+    fp = postgres.fingerprint(env, runner)
+    version = postgres.server_version(env, runner)
+    art, stderr = upload(env, runner, store, pg.basebackup_to_stdout(s.bin_dir, s.host, s.port, s.user),
+                         artifact_key(backup_id, "postgres.base.tar.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
+                         component="postgres", kind="base-tar", source_env=postgres.pg_env(env))
+    info = None
+    if not runner.dry_run:
+        info = postgres.parse_basebackup_stderr(stderr)
+        info.server_version = version
+    return [art], fp, info
+
+
+def redis_env(env: Env) -> dict:
+    ref = env.cfg.backup.redis.password
+    return {"REDISCLI_AUTH": ref.reveal("backup.redis.password", env.root)} if ref else {}
+
+
+def redis_info(env: Env, runner: Runner) -> dict[str, str]:
+    r = env.cfg.backup.redis
+    return rc.parse_info(runner.run(rc.raw(r.host, r.port, "INFO", "persistence"), mutating=False,
+                                    env=redis_env(env)).stdout)
+
+
+def redis_fingerprint(env: Env, runner: Runner) -> dict:
+    """Key count and a digest of the sorted key names (the keyset)."""
+    r = env.cfg.backup.redis
+    count = int(runner.run(rc.raw(r.host, r.port, "DBSIZE"), mutating=False, env=redis_env(env)).stdout.strip() or 0)
+    keys = runner.run(rc.raw(r.host, r.port, "--scan"), mutating=False, env=redis_env(env)).stdout
+    digest = hashlib.sha256("\n".join(sorted(keys.split())).encode()).hexdigest()
+    return {"keys": count, "keyset_sha256": digest}
+
+
+def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float = 600) -> tuple[list[Artifact], dict, Any]:
+    r = env.cfg.backup.redis
+    renv = redis_env(env)
+    before = redis_info(env, runner)
+    runner.run(rc.raw(r.host, r.port, "BGSAVE"), env=renv)
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if rc.bgsave_done(before, redis_info(env, runner)):
+                return
+            time.sleep(0.1)
+        raise OperationFailed(f"redis BGSAVE did not finish within {timeout:.0f}s")
+
+    runner.call("wait until BGSAVE has finished (INFO persistence: rdb_bgsave_in_progress:0, rdb_saves grew)", wait)
+    fp = redis_fingerprint(env, runner)
+    path = r.rdb_path
+    if not path:
+        d = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dir"), mutating=False, env=renv).stdout.split()
+        f = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dbfilename"), mutating=False, env=renv).stdout.split()
+        path = f"{d[1]}/{f[1]}" if len(d) > 1 and len(f) > 1 else "<dir>/<dbfilename>"
+    runner.run(rc.check_rdb(path), mutating=False)
+    art, _ = upload(env, runner, store, ["cat", path],
+                    artifact_key(backup_id, "redis.rdb.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
+                    component="redis", kind="rdb")
+    return [art], fp, None
+
+
+def backup_elasticsearch(env: Env, runner: Runner, store, backup_id: str, timeout: float = 900) -> tuple[list[Artifact], dict, Any]:
+    """Snapshot through the Elasticsearch REST API: register the repository (idempotent PUT), start a
+    snapshot, poll until SUCCESS, record it. The repository's own storage holds the data."""
+    import json as _json
+
+    b = env.cfg.backup
+    base = b.elasticsearch_url.rstrip("/")
+    repo, snap = b.elasticsearch_repository, f"iosops-{backup_id.lower()}"
+    indices = runner.http("GET", f"{base}/_cat/indices?format=json&h=index,docs.count", mutating=False)
+    fp = {"indices": {}}
+    if indices.value is not None:
+        if indices.rc != 0:
+            raise OperationFailed(f"elasticsearch {base}: GET _cat/indices answered {indices.rc}")
+        fp["indices"] = {i["index"]: int(i["docs.count"]) for i in indices.value.json() if not i["index"].startswith(".")}
+    r = runner.http("PUT", f"{base}/_snapshot/{repo}", json={"type": "fs", "settings": {"location": repo}})
+    if r.rc:
+        raise OperationFailed(f"elasticsearch: registering snapshot repository {repo} failed (HTTP {r.rc}): {r.stdout[:200]}")
+    r = runner.http("PUT", f"{base}/_snapshot/{repo}/{snap}?wait_for_completion=false",
+                    json={"indices": "*,-.*", "include_global_state": False})
+    if r.rc:
+        raise OperationFailed(f"elasticsearch: starting snapshot {snap} failed (HTTP {r.rc}): {r.stdout[:200]}")
+
+    def wait() -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = runner.http("GET", f"{base}/_snapshot/{repo}/{snap}", mutating=False)
+            if got.rc:
+                raise OperationFailed(f"elasticsearch: snapshot status answered HTTP {got.rc}")
+            info = got.value.json()["snapshots"][0]
+            if info["state"] == "SUCCESS":
+                return info
+            if info["state"] in ("FAILED", "PARTIAL", "INCOMPATIBLE"):
+                raise OperationFailed(f"elasticsearch snapshot {snap} ended {info['state']}: "
+                                      f"{_json.dumps(info.get('failures', []))[:200]}")
+            time.sleep(0.5)
+        raise OperationFailed(f"elasticsearch snapshot {snap} did not finish within {timeout:.0f}s")
+
+    info = runner.call(f"wait until snapshot {repo}/{snap} is SUCCESS", wait).value or {}
+    art = Artifact(component="elasticsearch", kind="snapshot", key=f"es-snapshot://{repo}/{snap}", compression=None,
+                   size=0, sha256="")
+    fp["snapshot"] = {"repository": repo, "snapshot": snap, "uuid": info.get("uuid", ""),
+                      "indices": sorted(info.get("indices", []))}
+    return [art], fp, None
+
+
+SOURCES = {"postgres": backup_postgres, "redis": backup_redis, "elasticsearch": backup_elasticsearch}

@@ -1,0 +1,157 @@
+"""WAL archive: `python -m iosops.backup.wal push|fetch` is what PostgreSQL's archive_command and
+restore_command call. push = verify, compress, checksum, upload, THEN exit 0 (PostgreSQL deletes the
+segment only after success). An already-archived identical segment is success (archive_command must be
+idempotent); a different one with the same name is refused, never overwritten.
+
+Objects: wal/<name>.zst (+ .age when encrypted) and wal/<name>.json (sha256 of raw and stored bytes),
+written after the data, so a segment counts as archived only when its .json exists.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..commands import compress as cz
+from ..errors import IosopsError, OperationFailed
+from .manifest import WAL
+
+SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
+
+
+def keys(name: str, encrypted: bool) -> tuple[str, str]:
+    return f"{WAL}/{name}.zst{'.age' if encrypted else ''}", f"{WAL}/{name}.json"
+
+
+def _pipe(stages: list[list[str]], data: bytes) -> bytes:
+    proc_in = data
+    for argv in stages:
+        p = subprocess.run(argv, input=proc_in, capture_output=True)
+        if p.returncode != 0:
+            raise OperationFailed(f"{argv[0]} failed: {p.stderr.decode(errors='replace').strip()[:200]}")
+        proc_in = p.stdout
+    return proc_in
+
+
+def push(env, store, path: Path, name: str) -> str:
+    data = path.read_bytes()
+    if SEGMENT_RE.match(name) and len(data) != 16 * 1024 * 1024:
+        raise OperationFailed(f"WAL segment {name} is {len(data)} bytes, not 16 MiB; refusing to archive it")
+    raw_sha = hashlib.sha256(data).hexdigest()
+    b = env.cfg.backup
+    data_key, meta_key = keys(name, bool(b.encryption_recipient))
+    if store.exists(meta_key):
+        meta = json.loads(store.get_bytes(meta_key))
+        if meta.get("raw_sha256") == raw_sha:
+            return "already archived (identical)"
+        raise OperationFailed(f"WAL {name} is already archived with different content; refusing to overwrite "
+                              "(two clusters archiving to one place?)")
+    stages = [cz.zstd_compress(b.zstd_level, 1)]
+    if b.encryption_recipient:
+        stages.append(cz.age_encrypt(b.encryption_recipient))
+    stored = _pipe(stages, data)
+    store.put_bytes(data_key, stored)
+    meta = {"name": name, "raw_sha256": raw_sha, "raw_size": len(data), "sha256": hashlib.sha256(stored).hexdigest(),
+            "size": len(stored), "key": data_key, "archived_at": time.time(),
+            "encryption": "age" if b.encryption_recipient else None}
+    store.put_bytes(meta_key, json.dumps(meta).encode())
+    return f"archived ({len(data)} -> {len(stored)} bytes)"
+
+
+def fetch(env, store, name: str, dest: Path) -> str:
+    from .artifacts import identity_file
+
+    meta_key = f"{WAL}/{name}.json"
+    if not store.exists(meta_key):
+        raise FileNotFoundError(name)  # normal at the end of recovery: PostgreSQL asks for what may not exist
+    meta = json.loads(store.get_bytes(meta_key))
+    stored = store.get_bytes(meta["key"])
+    if hashlib.sha256(stored).hexdigest() != meta["sha256"]:
+        raise OperationFailed(f"WAL {name} is corrupt in the archive (sha256 mismatch)")
+    with identity_file(env) as ident:
+        stages = ([cz.age_decrypt(ident)] if meta.get("encryption") == "age" else []) + [cz.zstd_decompress()]
+        data = _pipe(stages, stored)
+    if hashlib.sha256(data).hexdigest() != meta["raw_sha256"]:
+        raise OperationFailed(f"WAL {name} decompressed to different bytes than were archived")
+    tmp = dest.with_name(dest.name + ".iosops-tmp")
+    tmp.write_bytes(data)
+    tmp.replace(dest)
+    return f"restored {name}"
+
+
+def archived_segments(store) -> dict[str, dict]:
+    """name -> {archived_at, size} for every complete archived WAL file (has its .json)."""
+    out = {}
+    for obj in store.list(WAL + "/"):
+        if obj.key.endswith(".json"):
+            out[obj.key[len(WAL) + 1:-5]] = {"size": obj.size}
+    return out
+
+
+def flatten(tree: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out += flatten(v, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}={json.dumps(v)}")
+    return out
+
+
+def command_line(env, action: str) -> str:
+    """The archive_command / restore_command for postgresql.conf: this project's own interpreter with
+    the env's name and every override layer, since PostgreSQL starts it without our environment."""
+    import shlex
+
+    from .. import REPO_ROOT
+
+    py = str(REPO_ROOT / ".venv/bin/python")
+    args = [py, "-m", "iosops.backup.wal", action, "--env", env.name]
+    for s in flatten(env.overrides):
+        args += ["--set", s]
+    tail = "%p %f" if action == "push" else "%f %p"  # %p is relative to the data directory: no cd
+    return f"{shlex.join(args)} {tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="iosops.backup.wal")
+    parser.add_argument("action", choices=["push", "fetch"])
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--set", action="append", default=[], help="config override key.path=value")
+    parser.add_argument("a")
+    parser.add_argument("b")
+    args = parser.parse_args(argv)
+    from ..config import load_env
+    from .store import open_store
+
+    overrides: dict = {}
+    for item in args.set:
+        path, _, value = item.partition("=")
+        node = overrides
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = json.loads(value)
+    try:
+        env = load_env(args.env, overrides=overrides)
+        store = open_store(env)
+        if args.action == "push":
+            msg = push(env, store, Path(args.a), args.b)
+        else:
+            msg = fetch(env, store, args.a, Path(args.b))
+    except FileNotFoundError:
+        return 1  # restore_command: "not in the archive" is an expected answer, quietly
+    except IosopsError as exc:
+        print(f"iosops wal {args.action}: {exc}", file=sys.stderr)
+        return 1
+    print(f"iosops wal {args.action} {args.b if args.action == 'push' else args.a}: {msg}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

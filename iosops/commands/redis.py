@@ -1,0 +1,38 @@
+"""redis-cli / redis-check-rdb argv builders. Passwords go through REDISCLI_AUTH, never argv."""
+from __future__ import annotations
+
+from ..errors import OperationFailed
+
+
+def cli(host: str, port: int, *args: str) -> list[str]:
+    return ["redis-cli", "-h", host, "-p", str(port), "--no-raw", *args]
+
+
+def raw(host: str, port: int, *args: str) -> list[str]:
+    return ["redis-cli", "-h", host, "-p", str(port), "--raw", *args]
+
+
+def check_rdb(path: str) -> list[str]:
+    return ["redis-check-rdb", path]
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """`INFO` output -> {field: value} (sections and comments dropped)."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and ":" in line:
+            k, _, v = line.partition(":")
+            out[k] = v
+    return out
+
+
+def bgsave_done(before: dict[str, str], now: dict[str, str]) -> bool:
+    """BGSAVE finished and succeeded: no save in progress, and rdb_last_bgsave_time changed or the
+    number of saves grew (LASTSAVE has 1 s resolution, so it is not used)."""
+    if now.get("rdb_bgsave_in_progress") != "0":
+        return False
+    if now.get("rdb_last_bgsave_status") != "ok":
+        raise OperationFailed("redis BGSAVE failed (rdb_last_bgsave_status=err); check the server log and disk space")
+    return (now.get("rdb_saves", "0") != before.get("rdb_saves", "0")
+            or now.get("rdb_last_save_time") != before.get("rdb_last_save_time"))

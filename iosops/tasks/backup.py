@@ -1,0 +1,112 @@
+from invoke import task
+
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env
+
+ONLY_HELP = "Comma-separated components: postgres, redis, elasticsearch (default: backup.components)"
+
+
+def _record_last(env, backup_id, ok):
+    import json
+
+    from iosops.backup.catalog import last_run_path
+
+    p = last_run_path(env)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"id": backup_id, "ok": ok}))
+
+
+@task(help={"env": ENV_HELP, "only": ONLY_HELP, "dry_run": DRY_HELP, "json_": JSON_HELP})
+def backup(c, env=None, only="", dry_run=False, json_=False):
+    """Take one recovery point (PostgreSQL base backup, Redis RDB, Elasticsearch snapshot); manifest last."""
+    from iosops.backup.run import run_backup
+    from iosops.errors import OperationFailed
+
+    with mutating("backup", env, {"only": only}, dry_run=dry_run, as_json=json_) as (e, runner):
+        try:
+            man = run_backup(e, runner, only=only)
+        except OperationFailed:
+            if not dry_run:
+                _record_last(e, "failed", False)
+            raise
+        if not dry_run:
+            _record_last(e, man.id, True)
+    if dry_run:
+        emit_plan(runner, json_)
+        return
+    emit(man.model_dump(), json_, [f"backup {man.id}: {man.total_size() / 1e6:.1f} MB in {man.duration_s}s "
+                                   f"({', '.join(man.components)})"])
+
+
+@task(name="list", help={"env": ENV_HELP, "json_": JSON_HELP})
+def list_(c, env=None, json_=False):
+    """List recovery points (newest last); incomplete ones are shown as such and never restorable."""
+    from iosops.backup.catalog import entries
+    from iosops.errors import IosopsError
+
+    from ._common import fail
+
+    with task_env(env) as e:
+        try:
+            items = entries(e)
+        except IosopsError as exc:
+            raise fail(exc) from None
+    rows = [{"id": i.id, "complete": i.complete, "verified": i.verified,
+             "size": i.manifest.total_size() if i.manifest else None,
+             "components": i.manifest.components if i.manifest else [],
+             "completed_at": i.manifest.completed_at if i.manifest else ""} for i in items]
+    lines = [f"{r['id']:28} {'restorable' if r['complete'] else 'INCOMPLETE (not restorable)':27} "
+             f"{'verified' if r['verified'] else ('VERIFY FAILED' if r['verified'] is False else 'unverified'):13} "
+             f"{(r['size'] or 0) / 1e6:9.1f} MB  {','.join(r['components'])}" for r in rows] or ["no backups"]
+    emit(rows, json_, lines)
+
+
+@task(help={"env": ENV_HELP, "id": "Backup id (default: the newest)", "all_": "Verify every backup",
+            "json_": JSON_HELP})
+def verify(c, env=None, id="", all_=False, json_=False):
+    """Re-download, check sha256, decrypt, and test each artifact (pg_verifybackup, redis-check-rdb)."""
+    from iosops.backup.catalog import verify as do_verify
+
+    with mutating("backups.verify", env, {"id": id, "all": all_}, as_json=json_) as (e, runner):
+        results = do_verify(e, runner, id, all_)
+    emit(results, json_, [f"{r['id']}: {'OK' if r['ok'] else 'FAILED'} ({len(r['checks'])} artifact(s))" for r in results])
+
+
+@task(help={"env": ENV_HELP, "dry_run": DRY_HELP, "force": "Run even though the last backup failed",
+            "json_": JSON_HELP})
+def prune(c, env=None, dry_run=False, force=False, json_=False):
+    """Apply grandfather-father-son retention; sweep incomplete backups and WAL no kept backup needs."""
+    from iosops.backup.catalog import prune as do_prune
+
+    with mutating("backups.prune", env, {"force": force}, dry_run=dry_run, as_json=json_) as (e, runner):
+        plan = do_prune(e, runner, force=force)
+    data = {"keep": plan.keep, "delete": plan.delete, "debris": plan.debris, "wal_delete": len(plan.wal_delete),
+            "dry_run": dry_run}
+    emit(data, json_, [f"kept {len(plan.keep)}, deleted {len(plan.delete)} expired, {len(plan.debris)} incomplete, "
+                       f"{len(plan.wal_delete)} WAL file(s){' (dry-run: nothing deleted)' if dry_run else ''}"])
+
+
+@task(name="restore", help={"env": ENV_HELP, "backup": "Restore exactly this recovery point",
+                            "to_time": "Point-in-time target (ISO 8601)", "latest": "Everything recoverable",
+                            "only": ONLY_HELP, "yes": "Skip the typed confirmation (prod)",
+                            "dry_run": DRY_HELP, "json_": JSON_HELP})
+def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=False, dry_run=False, json_=False):
+    """Restore (PITR): safety backup first, stop writes, restore, verify; automatic rollback on failure."""
+    import sys
+
+    from iosops.backup.restore import restore as do_restore
+    from iosops.errors import BadInput
+
+    args = {"backup": backup, "to_time": to_time, "latest": latest, "only": only}
+    with mutating("restore", env, args, dry_run=dry_run, as_json=json_) as (e, runner):
+        if e.name == "prod" and not yes and not dry_run:
+            if not sys.stdin.isatty():
+                raise BadInput("restoring prod needs a typed confirmation: run it in a terminal, or pass --yes")
+            typed = input("This replaces the data of env prod. Type 'restore prod' to continue: ")
+            if typed.strip() != "restore prod":
+                raise BadInput("confirmation not given; nothing was changed")
+        result = do_restore(e, runner, backup_id=backup, to_time=to_time, latest=latest, only=only)
+    if dry_run:
+        emit_plan(runner, json_)
+        return
+    emit(result.__dict__, json_, [f"restored {result.backup_id} ({result.target}) in {result.seconds}s; "
+                                  f"verified: {result.verified}; safety backup: {result.safety_backup or 'none'}"])
