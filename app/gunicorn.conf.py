@@ -11,6 +11,8 @@ keepalive = 5
 accesslog = None  # nginx writes access logs; metrics count every request
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+# gunicorn's control socket would live under $HOME (/nonexistent for the app user): not needed.
+control_socket_disable = True
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 

@@ -76,8 +76,15 @@ class PgInstance:
         runner.run(pg.as_user(self.os_user, [f"{self.bin_dir}/createdb", "-h", str(self.socket_dir), "-p",
                                              str(self.port), "-U", self.user, self.dbname]))
 
+    def log_tail(self, n: int = 3) -> str:
+        p = Path(self.log)
+        return " | ".join(p.read_text(errors="replace").strip().splitlines()[-n:]) if p.exists() else ""
+
     def start(self, runner: Runner) -> None:
-        runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "start", str(self.data_dir), self.log)))
+        try:
+            runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "start", str(self.data_dir), self.log)))
+        except OperationFailed as exc:
+            raise OperationFailed(f"PostgreSQL in {self.data_dir} did not start ({exc}); log: {self.log_tail()}") from None
 
     def stop(self, runner: Runner, check: bool = True) -> None:
         runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "stop", str(self.data_dir))), check=check)

@@ -116,7 +116,7 @@ def wait_ready(runner: Runner, url: str, timeout: float) -> Optional[dict]:
                 last = f"HTTP {resp.status_code} {resp.text[:200]}"
             except requests.RequestException as exc:
                 last = type(exc).__name__
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise OperationFailed(f"{url} did not answer 200 within {timeout:.0f}s (last: {last})")
 
     return runner.call(f"wait until GET {url} answers 200 (timeout {timeout:.0f}s)", poll).value

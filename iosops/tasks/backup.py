@@ -110,3 +110,33 @@ def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=Fals
         return
     emit(result.__dict__, json_, [f"restored {result.backup_id} ({result.target}) in {result.seconds}s; "
                                   f"verified: {result.verified}; safety backup: {result.safety_backup or 'none'}"])
+
+
+@task(name="dr-drill", help={"env": ENV_HELP, "size": "small (tests, seconds) or 1gb (~1 GB PostgreSQL + 1M Redis keys)",
+                             "report": "Write the Markdown report here (JSON beside it); default .iosops/drills/<id>.md",
+                             "image": "API image to run (default: build the current tree)", "json_": JSON_HELP})
+def dr_drill(c, env=None, size="small", report="", image="", json_=False):
+    """Disaster-recovery drill in an isolated stack: back up, keep writing, destroy, restore, measure RTO/RPO."""
+    import json
+    from pathlib import Path
+
+    from iosops.backup.drill import SIZES, as_json, drill, report_markdown
+    from iosops.errors import BadInput, OperationFailed
+
+    with mutating("dr-drill", env, {"size": size, "report": report}, as_json=json_) as (e, runner):
+        if size not in SIZES:
+            raise BadInput(f"--size {size!r}: use one of {', '.join(SIZES)}")
+        rep = drill(e, runner, size=size, image=image)
+        md = Path(report) if report else e.state_dir / "drills" / f"{rep.id}.md"
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(report_markdown(rep))
+        md.with_suffix(".json").write_text(json.dumps(as_json(rep), indent=2))
+        emit(as_json(rep), json_, [f"DR drill {rep.id}: RTO {rep.rto_seconds}s (target {rep.targets['rto_seconds']}s), "
+                                   f"RPO {rep.rpo_seconds}s (target {rep.targets['rpo_seconds']}s), verified: "
+                                   f"{rep.verified}; report: {md}"])
+        if not rep.verified:
+            raise OperationFailed(f"drill {rep.id}: verification failed: "
+                                  f"{[k for k, v in rep.checks.items() if not v]}; report: {md}")
+        if not rep.targets_met:
+            raise OperationFailed(f"drill {rep.id}: a target was missed (RTO {rep.rto_seconds}s, RPO {rep.rpo_seconds}s); "
+                                  f"report: {md}")
