@@ -98,9 +98,14 @@ def verify(env: Env, runner: Runner, backup_id: str = "", all_: bool = False) ->
                 work = Path(tmp) / art.component
                 work.mkdir(exist_ok=True)
                 try:
+                    if art.sha256:
+                        from .restore import check_object
+
+                        check_object(store, art)
                     checks[art.key] = verify_artifact(env, runner, store, art, work)
                 except OperationFailed as exc:
-                    ok, error = False, str(exc)
+                    detail = str(exc).split(" (sha256/size")[0] if "is corrupt" in str(exc) else str(exc)
+                    ok, error = False, detail if art.key in detail else f"{art.key}: {detail}"
                     checks[art.key] = f"FAILED: {exc}"
                     break
                 finally:

@@ -77,6 +77,20 @@ def choose(env: Env, store, backup_id: str = "", to_time: str = "", latest: bool
     return RestorePlan(usable[-1], "time", t)
 
 
+def check_object(store, art: mf.Artifact) -> None:
+    """Refuse a corrupt artifact before the live data is stopped or moved."""
+    import hashlib
+
+    h, size = hashlib.sha256(), 0
+    with store.open_read(art.key) as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    if h.hexdigest() != art.sha256 or size != art.size:
+        raise OperationFailed(f"artifact {art.key} is corrupt (sha256/size differ from the manifest); refusing to "
+                              "restore from it — nothing was changed. Pick another backup (inv backups.list)")
+
+
 def pg_instance(env: Env) -> PgInstance:
     s = env.cfg.backup.postgres
     if not s.data_dir:
@@ -149,6 +163,9 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     result = RestoreResult(plan.base.id, plan.target, plan.target_time.isoformat() if plan.target_time else "")
     runner.info(f"restore {plan.base.id} ({plan.target}{' ' + result.target_time if result.target_time else ''}) "
                 f"into {inst.data_dir}")
+    for art in plan.base.artifacts:
+        if art.component in comps and art.sha256:
+            runner.call(f"check sha256 of {store.url}/{art.key} before touching anything", check_object, store, art)
     pre_fp = None
     live = inst.running(runner)
     if live:

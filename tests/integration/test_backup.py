@@ -1,0 +1,153 @@
+"""Backups, verification, PITR restore and rollback against a REAL PostgreSQL 15 (WAL archived by the
+project's archive_command) and a REAL Redis, with the local-directory store."""
+import datetime as dt
+import json
+import time
+
+import pytest
+
+from iosops.backup import manifest as mf
+from iosops.backup.catalog import entries, prune, verify
+from iosops.backup.restore import restore
+from iosops.backup.run import run_backup
+from iosops.backup.store import open_store
+from iosops.errors import BadInput, OperationFailed
+from tests.conftest import run_inv
+from tests.integration.backup_lab import QUIET, destroy_lab, make_lab
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = make_lab("backup")
+    yield lab
+    destroy_lab(lab)
+
+
+@pytest.fixture(scope="module")
+def first(lab):
+    return run_backup(lab.env(), QUIET)
+
+
+def test_manifest_lists_every_artifact_with_checksums_lsn_and_fingerprints(first, lab):
+    store = open_store(lab.env())
+    man = mf.load(store, first.id)
+    kinds = {(a.component, a.kind) for a in man.artifacts}
+    assert kinds == {("postgres", "base-tar"), ("redis", "rdb")}
+    for a in man.artifacts:
+        assert len(a.sha256) == 64 and a.size > 0 and a.compression == "zstd"
+        assert store.exists(a.key)
+    assert man.postgres.timeline == 1 and "/" in man.postgres.start_lsn and "/" in man.postgres.stop_lsn
+    assert man.fingerprints["postgres"]["tables"]["public.accounts"]["rows"] == 5000
+    assert man.fingerprints["redis"]["keys"] == 3
+    assert man.tool_versions["pg_basebackup"].startswith("pg_basebackup (PostgreSQL) 15")
+    assert man.completed_at >= man.started_at
+
+
+def test_wal_is_archived_by_the_project(first, lab):
+    lab.sql("SELECT pg_switch_wal()")
+    store = open_store(lab.env())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(o.key.endswith(".json") for o in store.list("wal/")):
+        time.sleep(0.2)
+    metas = [json.loads(store.get_bytes(o.key)) for o in store.list("wal/") if o.key.endswith(".json")]
+    assert metas and all(len(m["sha256"]) == 64 and m["raw_size"] > 0 for m in metas)
+
+
+def test_verify_passes_then_a_flipped_byte_fails_naming_the_artifact(lab):
+    env = lab.env()
+    man = run_backup(env, QUIET)
+    assert verify(env, QUIET, man.id)[0]["ok"] is True
+    art = next(a for a in man.artifacts if a.component == "postgres")
+    path = lab.ws / "store" / art.key
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(OperationFailed, match=rf"backup {man.id} failed verification: .*{art.key}"):
+        verify(env, QUIET, man.id)
+    before = lab.sql("SELECT count(*) FROM accounts")
+    with pytest.raises(OperationFailed, match=r"is corrupt .*refusing to restore from it — nothing was changed"):
+        restore(env, QUIET, backup_id=man.id)
+    assert lab.sql("SELECT count(*) FROM accounts") == before  # the live cluster was never stopped
+    # leave no corrupt newest backup behind for the next tests
+    for obj in list(open_store(env).list(f"backups/{man.id}/")):
+        open_store(env).delete(obj.key)
+
+
+def test_point_in_time_restore_keeps_earlier_writes_and_drops_later_ones(lab):
+    env = lab.env()
+    run_backup(env, QUIET)
+    lab.sql("INSERT INTO accounts (owner, balance) VALUES ('before-target', 1)")
+    time.sleep(1.2)
+    target = dt.datetime.now(dt.timezone.utc)
+    time.sleep(1.2)
+    lab.sql("INSERT INTO accounts (owner, balance) VALUES ('after-target', 2)")
+    lab.sql("SELECT pg_switch_wal()")
+    result = restore(env, QUIET, to_time=target.isoformat())
+    assert result.verified and result.safety_backup.endswith("-safety")
+    owners = lab.sql("SELECT string_agg(owner, ',') FROM accounts WHERE owner LIKE '%target'")
+    assert owners == "before-target"
+
+
+def test_failure_midway_rolls_back_to_the_pre_restore_state(lab):
+    env = lab.env()
+    lab.sql("INSERT INTO accounts (owner, balance) VALUES ('pre-restore-marker', 3)")
+    from iosops.backup.postgres import fingerprint
+
+    before = fingerprint(env, QUIET)
+    with pytest.raises(OperationFailed, match=r"rolled back: put the pre-restore data directory back .*fingerprints "
+                                              r"equal the pre-restore ones"):
+        restore(env, QUIET, latest=True, fail_after_extract=True)
+    assert fingerprint(env, QUIET) == before
+
+
+def test_bad_restore_targets_are_bad_input(lab):
+    env = lab.env()
+    with pytest.raises(BadInput, match="is not a timestamp"):
+        restore(env, QUIET, to_time="yesterday-ish")
+    with pytest.raises(BadInput, match="is in the future"):
+        restore(env, QUIET, to_time="2999-01-01T00:00:00Z")
+    with pytest.raises(BadInput, match="before the earliest recoverable point"):
+        restore(env, QUIET, to_time="2000-01-01T00:00:00Z")
+    with pytest.raises(BadInput, match="unknown backup id 'nope'"):
+        restore(env, QUIET, backup_id="nope")
+    with pytest.raises(BadInput, match="exactly one of"):
+        restore(env, QUIET)
+
+
+def test_cli_exit_codes_and_one_line_errors(lab):
+    cli = lab.cli_env()
+    for args, code, text in [
+        (["restore", "--to-time", "not-a-time"], 2, "is not a timestamp"),
+        (["restore", "--backup", "nope"], 2, "unknown backup id"),
+        (["backup", "--only", "postgres,mongo"], 2, "unknown store(s) mongo"),
+        (["backups.verify", "--id", "nope"], 2, "unknown backup id"),
+    ]:
+        proc = run_inv(*args, "--env", "local", env=cli)
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        assert proc.returncode == code and len(lines) == 1 and text in lines[0], (args, proc.stderr)
+
+
+def test_cli_backup_list_and_metrics(lab):
+    cli = lab.cli_env()
+    proc = run_inv("backup", "--env", "local", "--json", env=cli)
+    assert proc.returncode == 0, proc.stderr
+    bid = json.loads(proc.stdout)["id"]
+    listing = json.loads(run_inv("backups.list", "--env", "local", "--json", env=cli).stdout)
+    assert {"id": bid, "complete": True} .items() <= next(r for r in listing if r["id"] == bid).items()
+    metrics = (lab.ws / "metrics.prom").read_text()
+    assert 'iosops_backup_last_success_timestamp_seconds{component="postgres",env="local"}' in metrics
+    assert 'iosops_backup_size_bytes{component="redis",env="local"}' in metrics
+
+
+def test_gfs_prune_never_deletes_the_newest_and_sweeps_wal_nobody_needs(lab):
+    env = lab.env(backup={"retention": {"keep_days": 1, "daily": 1, "weekly": 0, "monthly": 0}})
+    store = open_store(env)
+    plan = prune(env, QUIET)
+    done = [e for e in entries(env, store) if e.complete]
+    assert [e.id for e in done] == sorted(plan.keep)  # all are younger than a day: all kept
+    newest = done[-1]
+    needed = newest.manifest.postgres.start_wal
+    remaining = {o.key.split("/")[1][:-5] for o in store.list("wal/") if o.key.endswith(".json")}
+    oldest_kept = min(e.manifest.postgres.start_wal[8:] for e in done)
+    assert all(n[8:] >= oldest_kept for n in remaining if len(n) == 24)
+    assert needed[8:] >= oldest_kept
