@@ -56,10 +56,17 @@ class Action:
         return f"{where}{self.text}" if self.mutating else f"{where}{self.text}  # read"
 
 
+def error_line(text: str) -> str:
+    """The most telling line of a tool's stderr: the last "error:"/"fatal:" line, else the last line."""
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    marked = [l for l in lines if "error:" in l.lower() or "fatal:" in l.lower()]
+    return (marked or lines or [""])[-1]
+
+
 class CommandFailed(OperationFailed):
     def __init__(self, text: str, result: Result):
-        tail = (result.stderr or result.stdout).strip().splitlines()
-        detail = f": {redact(tail[-1])}" if tail else ""
+        line = error_line(result.stderr or result.stdout)
+        detail = f": {redact(line)}" if line else ""
         super().__init__(f"command failed (exit {result.rc}): {text}{detail}")
         self.result = result
 
@@ -239,8 +246,7 @@ class Runner:
         for argv, rc, err in zip(argvs, rcs, errs):
             if rc != 0:
                 err.seek(0)
-                tail = err.read().decode(errors="replace").strip().splitlines()
-                raise CommandFailed(redact(display(argv)), Result(rc, "", tail[-1] if tail else ""))
+                raise CommandFailed(redact(display(argv)), Result(rc, "", err.read().decode(errors="replace")))
         stderr_texts = []
         for err in errs:
             err.seek(0)
