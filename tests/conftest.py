@@ -10,7 +10,9 @@ INV = [sys.executable, "-c", "import sys; from invoke.main import program; sys.e
 
 
 # Tests keep their locks and audit lines out of the checkout's .iosops/ (a developer's real state).
-TEST_STATE = Path(os.environ.get("IOSOPS_TEST_STATE", "/tmp/iosops-test-state"))
+# One per checkout, so two worktrees testing at once do not share locks.
+TEST_STATE = Path(os.environ.get("IOSOPS_TEST_STATE") or
+                  f"/tmp/iosops-test-state-{__import__('hashlib').sha256(str(ROOT).encode()).hexdigest()[:8]}")
 
 
 def run_inv(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess:

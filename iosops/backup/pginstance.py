@@ -80,7 +80,23 @@ class PgInstance:
         p = Path(self.log)
         return " | ".join(p.read_text(errors="replace").strip().splitlines()[-n:]) if p.exists() else ""
 
+    def clear_stale_socket_lock(self) -> None:
+        """A socket lock left by a killed postmaster whose PID is gone or a zombie (PID 1 here does not
+        reap) would make PostgreSQL refuse to start; PostgreSQL itself cannot tell a zombie from alive."""
+        from ..ops import _pid_alive
+
+        lock = self.socket_dir / f".s.PGSQL.{self.port}.lock"
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if not _pid_alive(pid):
+            lock.unlink(missing_ok=True)
+            (self.socket_dir / f".s.PGSQL.{self.port}").unlink(missing_ok=True)
+
     def start(self, runner: Runner) -> None:
+        if not runner.dry_run:
+            self.clear_stale_socket_lock()
         try:
             runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "start", str(self.data_dir), self.log)))
         except OperationFailed as exc:
