@@ -20,17 +20,20 @@ from .manifest import Artifact
 
 
 class HashingReader:
-    """File-like wrapper: everything read through it is hashed and counted."""
+    """File-like wrapper: everything read through it is hashed and counted (and shown, if asked)."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO, on_read=None):
         self.raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
+        self.on_read = on_read
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
         self.sha.update(data)
         self.size += len(data)
+        if self.on_read:
+            self.on_read(len(data))
         return data
 
     def readinto(self, buf) -> int:  # boto3 may use it
@@ -53,8 +56,15 @@ def upload(env: Env, runner: Runner, store, source_argv: Sequence[Arg], key: str
     art = Artifact(component=component, kind=kind, key=key, encryption="age" if b.encryption_recipient else None)
 
     def sink(stdout: BinaryIO) -> HashingReader:
-        reader = HashingReader(stdout)
-        store.put_stream(key, reader)
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
+
+        # A live bar on a terminal (stderr); nothing at all in logs and CI, where it would be noise.
+        with Progress(SpinnerColumn(), TextColumn(f"{component} -> store"), DownloadColumn(), TransferSpeedColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("upload", total=None)
+            reader = HashingReader(stdout, on_read=lambda n: bar.advance(task, n))
+            store.put_stream(key, reader)
         return reader
 
     res = runner.stream(*stages, source=source_stdin, sink=sink, target=f"{store.url}/{key}", env=source_env)

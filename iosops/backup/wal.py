@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -118,6 +119,31 @@ def command_line(env, action: str) -> str:
     return f"{shlex.join(args)} {tail}"
 
 
+def wal_metrics(env, ok: bool) -> None:
+    """iosops_wal_archive_last_success_timestamp_seconds / iosops_wal_archive_failures_total in a textfile
+    beside backup.metrics_file. Best effort: archiving must never fail because metrics could not be written."""
+    try:
+        path = env.path(env.cfg.backup.metrics_file).with_name("iosops_wal.prom")
+        values = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line and not line.startswith("#"):
+                    k, _, v = line.rpartition(" ")
+                    values[k] = float(v)
+        lab = f'{{env="{env.name}"}}'
+        values.setdefault(f"iosops_wal_archive_failures_total{lab}", 0.0)
+        if ok:
+            values[f"iosops_wal_archive_last_success_timestamp_seconds{lab}"] = time.time()
+        else:
+            values[f"iosops_wal_archive_failures_total{lab}"] += 1
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("".join(f"{k} {v!r}\n" for k, v in sorted(values.items())))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iosops.backup.wal")
     parser.add_argument("action", choices=["push", "fetch"])
@@ -137,17 +163,21 @@ def main(argv: list[str] | None = None) -> int:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = json.loads(value)
+    env = None
     try:
         env = load_env(args.env, overrides=overrides)
         store = open_store(env)
         if args.action == "push":
             msg = push(env, store, Path(args.a), args.b)
+            wal_metrics(env, True)
         else:
             msg = fetch(env, store, args.a, Path(args.b))
     except FileNotFoundError:
         return 1  # restore_command: "not in the archive" is an expected answer, quietly
     except IosopsError as exc:
         print(f"iosops wal {args.action}: {exc}", file=sys.stderr)
+        if env is not None and args.action == "push":
+            wal_metrics(env, False)
         return 1
     print(f"iosops wal {args.action} {args.b if args.action == 'push' else args.a}: {msg}", file=sys.stderr)
     return 0

@@ -51,6 +51,9 @@ def test_wal_is_archived_by_the_project(first, lab):
         time.sleep(0.2)
     metas = [json.loads(store.get_bytes(o.key)) for o in store.list("wal/") if o.key.endswith(".json")]
     assert metas and all(len(m["sha256"]) == 64 and m["raw_size"] > 0 for m in metas)
+    wal_prom = (lab.ws / "iosops_wal.prom").read_text()
+    assert 'iosops_wal_archive_last_success_timestamp_seconds{env="local"}' in wal_prom
+    assert 'iosops_wal_archive_failures_total{env="local"} 0.0' in wal_prom
 
 
 def test_verify_passes_then_a_flipped_byte_fails_naming_the_artifact(lab):
