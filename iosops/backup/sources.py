@@ -72,7 +72,7 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
         d = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dir"), mutating=False, env=renv).stdout.split()
         f = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dbfilename"), mutating=False, env=renv).stdout.split()
         path = f"{d[1]}/{f[1]}" if len(d) > 1 and len(f) > 1 else "<dir>/<dbfilename>"
-    runner.run(rc.check_rdb(path), mutating=False)
+    runner.run(rc.check_rdb(path))  # reads only, but checks what BGSAVE wrote: planned, not run, in dry-run
     art, _ = upload(env, runner, store, ["cat", path],
                     artifact_key(backup_id, "redis.rdb.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
                     component="redis", kind="rdb")

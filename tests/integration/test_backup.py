@@ -154,3 +154,16 @@ def test_gfs_prune_never_deletes_the_newest_and_sweeps_wal_nobody_needs(lab):
     oldest_kept = min(e.manifest.postgres.start_wal[8:] for e in done)
     assert all(n[8:] >= oldest_kept for n in remaining if len(n) == 24)
     assert needed[8:] >= oldest_kept
+
+
+def test_backup_dry_run_prints_the_pipeline_and_writes_nothing(lab):
+    store = open_store(lab.env())
+    before = sorted(o.key for o in store.list())
+    proc = run_inv("backup", "--env", "local", "--dry-run", "--json", env=lab.cli_env())
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)["plan"]
+    assert any("pg_basebackup" in p and "| zstd -q -3 -T0 -c >" in p for p in plan)
+    assert any(p.endswith("BGSAVE") for p in plan)
+    assert plan[-1].startswith("write file://") and "(last: makes the backup visible)" in plan[-1]
+    assert sorted(o.key for o in store.list()) == before
+    assert "lab-pass" not in proc.stdout + proc.stderr
