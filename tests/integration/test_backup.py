@@ -158,12 +158,12 @@ def test_gfs_prune_never_deletes_the_newest_and_sweeps_wal_nobody_needs(lab):
 
 def test_backup_dry_run_prints_the_pipeline_and_writes_nothing(lab):
     store = open_store(lab.env())
-    before = sorted(o.key for o in store.list())
+    before = sorted(o.key for o in store.list("backups/"))  # (wal/ grows on its own: archive_timeout)
     proc = run_inv("backup", "--env", "local", "--dry-run", "--json", env=lab.cli_env())
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)["plan"]
     assert any("pg_basebackup" in p and "| zstd -q -3 -T0 -c >" in p for p in plan)
     assert any(p.endswith("BGSAVE") for p in plan)
     assert plan[-1].startswith("write file://") and "(last: makes the backup visible)" in plan[-1]
-    assert sorted(o.key for o in store.list()) == before
+    assert sorted(o.key for o in store.list("backups/")) == before
     assert "lab-pass" not in proc.stdout + proc.stderr
