@@ -1,7 +1,7 @@
 """invoke entry point: `inv --list`. Thin on purpose; the logic lives in the iosops package."""
 from invoke import Collection
 
-from iosops.tasks import build, ci, config, images, lock, stack
+from iosops.tasks import build, ci, config, images, k8s, lock, stack
 
 ns = Collection()
 ns.add_task(build.build)
@@ -10,4 +10,5 @@ ns.add_task(stack.down)
 ns.add_collection(Collection.from_module(ci, name="ci"))
 ns.add_collection(Collection.from_module(config, name="config"))
 ns.add_collection(Collection.from_module(images, name="images"))
+ns.add_collection(Collection.from_module(k8s, name="k8s"))
 ns.add_collection(Collection.from_module(lock, name="lock"))
