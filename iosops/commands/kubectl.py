@@ -75,9 +75,10 @@ def patch_merge(context: str, namespace: str, kind: str, name: str, patch: Mappi
 def switch_service(context: str, namespace: str, service: str, colour: str, annotations: Mapping[str, str],
                    kubectl: str = "kubectl") -> list[str]:
     """One merge patch: the selector and the bookkeeping annotations change together."""
-    return patch_merge(context, namespace, "service", service, {
-        "metadata": {"annotations": dict(annotations)},
-        "spec": {"selector": {"app.kubernetes.io/color": colour}}}, kubectl)
+    patch: dict = {"spec": {"selector": {"app.kubernetes.io/color": colour}}}
+    if annotations:
+        patch["metadata"] = {"annotations": dict(annotations)}
+    return patch_merge(context, namespace, "service", service, patch, kubectl)
 
 
 def hpa_target(context: str, namespace: str, hpa: str, deployment: str, kubectl: str = "kubectl") -> list[str]:

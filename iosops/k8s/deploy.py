@@ -179,11 +179,10 @@ def deploy(env: Env, runner: Runner, tag: str, *, now: Clock = utcnow) -> Outcom
     changed = switched = False
     step = "apply"
     try:
-        for _name, manifest in secrets:
-            runner.run(k.apply_stdin(ctx, ns, kc), input=manifest)
-            changed = True
         changed = True
-        runner.run(k.apply_file(ctx, str(path), kc))
+        runner.run(k.apply_file(ctx, str(path), kc))  # creates the Namespace on a first deploy
+        for _name, manifest in secrets:  # pods wait for a missing Secret, so after is fine
+            runner.run(k.apply_stdin(ctx, ns, kc), input=manifest)
         step = "rollout"
         runner.run(k.rollout_status(ctx, ns, deployment(target), cfg.rollout_timeout_s, kc),
                    timeout=cfg.rollout_timeout_s + 60)
