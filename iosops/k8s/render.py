@@ -295,6 +295,10 @@ def validate(env: Env, runner: Runner, r: Rendered) -> dict[str, Any]:
             errors = parse_validation(res.stdout + res.stderr)
             if res.rc != 0 or errors:
                 e = errors[0] if errors else {"kind": "?", "name": "?", "field": "?", "msg": (res.stdout + res.stderr).strip()[-300:]}
+                obj = next((o for o in r.objects if o["kind"].lower() == e["kind"].lower()
+                            and o["metadata"]["name"] == e["name"]), None)
+                if obj:
+                    e["kind"] = obj["kind"]
                 where = source_file(env.root, r.overlay, e["kind"], e["name"])
                 raise BadInput(f"{where}: {e['kind']}/{e['name']}: {e['field']}: {e['msg']} "
                                f"(Kubernetes {version}, --strict); fix it and retry")
