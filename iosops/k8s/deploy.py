@@ -112,10 +112,18 @@ def check_context(env: Env, runner: Runner, cfg: K8sCfg) -> None:
 
 def read_state(runner: Runner, cfg: K8sCfg) -> ClusterState:
     ctx, ns = cfg.context, cfg.namespace
-    svc = runner.run(k.get_json(ctx, ns, "service", [API], cfg.kubectl), mutating=False)
-    deps = runner.run(k.get_json(ctx, ns, "deployment", [deployment(c) for c in COLOURS], cfg.kubectl),
-                      mutating=False)
-    return parse_state(svc.stdout, deps.stdout)
+    try:
+        svc = runner.run(k.get_json(ctx, ns, "service", [API], cfg.kubectl), mutating=False, timeout=60)
+        deps = runner.run(k.get_json(ctx, ns, "deployment", [deployment(c) for c in COLOURS], cfg.kubectl),
+                          mutating=False, timeout=60)
+    except OperationFailed as exc:  # unreachable cluster, no permission: nothing was changed
+        raise BadInput(f"cannot read the cluster of context {ctx!r} ({exc}); check the API server, VPN and "
+                       "credentials, then retry") from None
+    try:
+        return parse_state(svc.stdout, deps.stdout)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"unexpected answer from the cluster of context {ctx!r} ({type(exc).__name__}: {exc}); "
+                       "is it a Kubernetes API server?") from None
 
 
 def smoke(runner: Runner, cfg: K8sCfg, colour: str, tag: str) -> None:

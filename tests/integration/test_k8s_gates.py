@@ -240,3 +240,19 @@ def test_parsers_on_captured_output():
                                           "field": "spec.template.spec.containers.0.env.3",
                                           "msg": "Additional properties are not allowed ('a' was unexpected)"}]
     assert kr.parse_validation("WARN /tmp/x.yaml Couldn't find schema for kind ExternalSecret") == []
+
+
+def test_unreachable_cluster_is_bad_input_and_applies_nothing(tmp_path):
+    """The right context, but its API server refuses connections (127.0.0.1:1): exit 2, no apply."""
+    state = tmp_path / "state"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "ios-prod",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "ios-prod", "context": {"cluster": "c", "user": "u"}}]}))
+    proc = run_inv("k8s.deploy", "--env", "prod", "--tag", TAG, "--dry-run",
+                   env={"KUBECONFIG": str(kubeconfig), "IOSOPS_STATE_DIR": str(state)})
+    line = one_line(proc)
+    assert "cannot read the cluster of context 'ios-prod'" in line
+    assert not (state / "k8s").exists()
