@@ -63,7 +63,7 @@ def run_case(spec, tmp_path, monkeypatch):
         monkeypatch.setenv(k_, v)
     env = load_env(spec["env"], environ={"IOSOPS_STATE_DIR": str(tmp_path)})
     cluster = ScriptedCluster(spec["responses"])
-    runner = Runner(executor=cluster, say=lambda _l: None)
+    runner = Runner(executor=cluster, say=lambda _l: None, dry_run=spec.get("dry_run", False))
     now = dt.datetime.strptime(spec.get("now", "2026-11-27T22:00:00Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
     fn = {"deploy": lambda: kdeploy.deploy(env, runner, spec.get("tag", ""), now=lambda: now),
           "rollback": lambda: kdeploy.rollback(env, runner, now=lambda: now),
@@ -87,6 +87,8 @@ def test_plan(case, tmp_path, monkeypatch):
         assert "\n" not in error
     assert plan == spec["expected_commands"]
     assert not cluster.responses, f"recorded answers never asked for: {cluster.responses}"
+    if spec.get("dry_run"):  # only the reads reached the executor (it has no answer for anything else)
+        assert not (tmp_path / "k8s").exists() and cluster.stdin == []
     if code == 2:  # bad input: nothing that changes anything ran
         assert all(line.endswith("# read") for line in plan), plan
     for value in filter(None, spec.get("environ", {}).values()):  # secret values never in plan or error
