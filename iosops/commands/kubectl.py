@@ -54,8 +54,11 @@ def rollout_status(context: str, namespace: str, deployment: str, timeout_s: int
             "--watch", f"--timeout={timeout_s}s"]
 
 
-def rollout_undo(context: str, namespace: str, deployment: str, kubectl: str = "kubectl") -> list[str]:
-    return [*_at(kubectl, context, namespace), "rollout", "undo", f"deployment/{deployment}"]
+def rollout_undo(context: str, namespace: str, deployment: str, to_revision: int = 0,
+                 kubectl: str = "kubectl") -> list[str]:
+    """Back to `to_revision` (the one read before the change: exact even if the apply changed nothing)."""
+    return [*_at(kubectl, context, namespace), "rollout", "undo", f"deployment/{deployment}",
+            *([f"--to-revision={to_revision}"] if to_revision else [])]
 
 
 def scale(context: str, namespace: str, deployment: str, replicas: int, kubectl: str = "kubectl") -> list[str]:

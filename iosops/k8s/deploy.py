@@ -50,6 +50,7 @@ class ClusterState:
     live: Optional[str] = None  # colour the ios-api Service selects; None before the first deploy
     replicas: dict[str, int] = field(default_factory=dict)  # colour -> spec.replicas, existing only
     tags: dict[str, str] = field(default_factory=dict)  # colour -> image tag of its api container
+    revisions: dict[str, int] = field(default_factory=dict)  # colour -> deployment.kubernetes.io/revision
     annotations: dict[str, str] = field(default_factory=dict)  # ours, on the live Service
 
 
@@ -74,6 +75,8 @@ def parse_state(service_json: str, deployments_json: str) -> ClusterState:
         if colour not in COLOURS:
             continue
         state.replicas[colour] = int(dep.get("spec", {}).get("replicas", 1))
+        rev = (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", "0")
+        state.revisions[colour] = int(rev) if str(rev).isdigit() else 0
         for c in dep["spec"]["template"]["spec"]["containers"]:
             if c["name"] == "api":
                 state.tags[colour] = c["image"].rsplit(":", 1)[-1] if ":" in c["image"].rsplit("/", 1)[-1] else ""
@@ -229,7 +232,8 @@ def undo_deploy(runner: Runner, cfg: K8sCfg, state: ClusterState, target: str, s
         attempt(f"hpa {API} back to {deployment(state.live)}", k.hpa_target(ctx, ns, API, deployment(state.live), kc))
     dep = deployment(target)
     if target in state.replicas:
-        attempt(f"{dep} back to its previous revision", k.rollout_undo(ctx, ns, dep, kc))
+        rev = state.revisions.get(target, 0)
+        attempt(f"{dep} back to revision {rev or 'previous'}", k.rollout_undo(ctx, ns, dep, rev, kc))
         attempt(f"{dep} back to {state.replicas[target]} replica(s)", k.scale(ctx, ns, dep, state.replicas[target], kc))
     else:
         attempt(f"{dep} removed (it did not exist before)", k.delete(ctx, ns, "deployment", dep, kc))
