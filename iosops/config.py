@@ -139,6 +139,21 @@ class BackupCfg(Strict):
     retention: RetentionCfg = RetentionCfg()
     rto_target_s: PositiveInt = 120
     rpo_target_s: PositiveInt = 60
+class K8sCfg(Strict):
+    """The Kubernetes target (inv k8s.*): which overlay, which cluster, how long to wait."""
+
+    overlay: str = ""  # k8s/overlays/<overlay>; empty: this env has no Kubernetes target
+    context: str = ""  # the kubectl context the deploy insists on (else exit 2)
+    namespace: str = ""  # must equal the overlay's namespace
+    kubectl: str = "kubectl"
+    ops_repository: str = "iosops/ops"  # image of the backup CronJob (same registry and tag as the API)
+    rollout_timeout_s: PositiveInt = 600
+    smoke_timeout_s: PositiveInt = 30
+    rollback_window_s: PositiveInt = 3600  # the old colour stays scaled this long after a switch
+    validate_versions: list[str] = ["1.29", "1.31", "1.33"]
+    # Secrets the deploy creates from this env's references: "<Secret>/<key>": <name in secrets:>.
+    # Secrets made in-cluster by an ExternalSecret of the overlay are not listed here.
+    secrets: dict[str, str] = {}
 
 
 class EnvConfig(Strict):
@@ -152,6 +167,7 @@ class EnvConfig(Strict):
     offline: OfflineCfg = OfflineCfg()
     stack: StackCfg = StackCfg()
     backup: BackupCfg = BackupCfg()
+    k8s: K8sCfg = K8sCfg()
     secrets: dict[str, SecretRef] = {}
 
 

@@ -54,4 +54,23 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
 else
   echo "bootstrap: .venv is up to date"
 fi
+# checkov (inv k8s.policy) in its own venv: its pins clash with boto3's in .venv. Every version is
+# fixed by scripts/checkov-constraints.txt, so pip resolves nothing (no minutes of backtracking).
+CHECKOV_VERSION=3.3.30
+ck_stamp=".venv-checkov/.iosops-installed"
+ck_want="$CHECKOV_VERSION $(sha256sum scripts/checkov-constraints.txt | cut -d' ' -f1)"
+if [[ ! -f "$ck_stamp" || "$(cat "$ck_stamp")" != "$ck_want" ]]; then
+  echo "bootstrap: installing checkov $CHECKOV_VERSION into .venv-checkov"
+  [[ -x .venv-checkov/bin/python ]] || python3 -m venv .venv-checkov
+  .venv-checkov/bin/pip install --quiet --disable-pip-version-check \
+    -c scripts/checkov-constraints.txt "checkov==$CHECKOV_VERSION"
+  echo "$ck_want" > "$ck_stamp"
+else
+  echo "bootstrap: .venv-checkov is up to date"
+fi
+
+# kubectl (with its built-in kustomize) renders the k8s overlays; it is not in Debian's archive.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "bootstrap: warning: kubectl not found; inv k8s.* needs kubectl >= 1.27 on PATH (with kustomize v5)" >&2
+fi
 echo "bootstrap: done"

@@ -1,0 +1,1 @@
+"""Kubernetes target: render/validate/policy gates and the blue-green deploy with kubectl."""

@@ -1,0 +1,114 @@
+"""Plan tests for the Kubernetes deploy, rollback and scale-down: each file in k8s_plans/ is one case.
+
+A scripted executor stands in for the cluster: it answers each kubectl command with the output a
+cluster gave for it (recorded in the case file) and the test compares the exact, ordered command
+sequence the library produced. This proves the decisions and the argv, not that a cluster accepts
+them (tests/e2e/test_k8s_live.py does that where a cluster exists). `kubectl kustomize` and
+kubernetes-validate are NOT scripted: they run for real on the committed overlays.
+"""
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iosops.commands.kubectl import SMOKE_SCRIPT
+from iosops.config import load_env
+from iosops.errors import IosopsError
+from iosops.k8s import deploy as kdeploy
+from iosops.runner import Result, Runner, reveal
+from tests.conftest import ROOT
+
+CASES = sorted((Path(__file__).parent / "k8s_plans").glob("*.json"))
+REAL = ("kustomize",)
+
+
+def normalize(line: str, state: Path) -> str:
+    line = line.replace(str(state), "$STATE")
+    line = re.sub(r"/tmp/iosops-k8s-[A-Za-z0-9_-]+", "$TMP", line)
+    line = re.sub(r"\(\d+ bytes,", "(N bytes,", line)  # the size changes with every manifest edit
+    line = line.replace(str(Path(sys.executable).parent / "kubernetes-validate"), "kubernetes-validate")
+    import shlex
+    line = line.replace(shlex.quote(SMOKE_SCRIPT), "$SMOKE")
+    return line
+
+
+class ScriptedCluster:
+    """Returns the recorded output for each cluster command, in order; runs local tools for real."""
+
+    def __init__(self, responses):
+        self.responses = list(responses)
+        self.stdin: list[str] = []
+
+    def __call__(self, argv, **kw):
+        real = reveal(argv)
+        if real[1:2] == ["kustomize"] or real[0].endswith("kubernetes-validate"):
+            p = subprocess.run(real, capture_output=True, text=True, timeout=120)
+            return Result(p.returncode, p.stdout, p.stderr)
+        if kw.get("input") is not None:
+            self.stdin.append(kw["input"])
+        assert self.responses, f"unexpected command (no recorded answer left): {argv}"
+        r = self.responses.pop(0)
+        text = " ".join(real)
+        assert r["match"] in text, f"expected a command containing {r['match']!r}, got {text!r}"
+        out = r.get("stdout", "")
+        return Result(r.get("rc", 0), out if isinstance(out, str) else json.dumps(out), r.get("stderr", ""))
+
+
+def run_case(spec, tmp_path, monkeypatch):
+    for k_, v in spec.get("environ", {}).items():
+        monkeypatch.setenv(k_, v)
+    env = load_env(spec["env"], environ={"IOSOPS_STATE_DIR": str(tmp_path)})
+    cluster = ScriptedCluster(spec["responses"])
+    runner = Runner(executor=cluster, say=lambda _l: None, dry_run=spec.get("dry_run", False))
+    now = dt.datetime.strptime(spec.get("now", "2026-11-27T22:00:00Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    fn = {"deploy": lambda: kdeploy.deploy(env, runner, spec.get("tag", ""), now=lambda: now),
+          "rollback": lambda: kdeploy.rollback(env, runner, now=lambda: now),
+          "scale_down": lambda: kdeploy.scale_down(env, runner, force=spec.get("force", False), now=lambda: now)}[spec["action"]]
+    error, code = None, 0
+    try:
+        fn()
+    except IosopsError as exc:
+        error, code = str(exc), exc.exit_code
+    plan = [normalize(str(a), tmp_path) for a in runner.actions]
+    return plan, error, code, cluster
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_plan(case, tmp_path, monkeypatch):
+    spec = json.loads(case.read_text())
+    plan, error, code, cluster = run_case(spec, tmp_path, monkeypatch)
+    assert code == spec["expected_exit"], error
+    if spec.get("expected_error"):
+        assert spec["expected_error"] in (error or ""), error
+        assert "\n" not in error
+    assert plan == spec["expected_commands"]
+    assert not cluster.responses, f"recorded answers never asked for: {cluster.responses}"
+    if spec.get("dry_run"):  # only the reads reached the executor (it has no answer for anything else)
+        assert not (tmp_path / "k8s").exists() and cluster.stdin == []
+    if code == 2:  # bad input: nothing that changes anything ran
+        assert all(line.endswith("# read") for line in plan), plan
+    for value in filter(None, spec.get("environ", {}).values()):  # secret values never in plan or error
+        assert value not in "\n".join(plan) + (error or "")
+    if spec.get("expected_stdin_keys"):
+        docs = [json.loads(s) for s in cluster.stdin]
+        assert [(d["kind"], d["metadata"]["name"], sorted(d["data"])) for d in docs] == \
+            [tuple(x[:2]) + (x[2],) for x in spec["expected_stdin_keys"]]
+
+
+def test_there_are_plan_cases():
+    names = {c.stem for c in CASES}
+    assert {"deploy_good", "deploy_rollout_fails", "deploy_smoke_fails", "rollback_in_window"} <= names
+
+
+if __name__ == "__main__":  # record: print a case's plan to review and paste into expected_commands
+    import tempfile
+    from _pytest.monkeypatch import MonkeyPatch
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    with tempfile.TemporaryDirectory() as d:
+        plan, error, code, _ = run_case(spec, Path(d), MonkeyPatch())
+    print(json.dumps({"expected_exit": code, "error": error, "expected_commands": plan}, indent=1))
