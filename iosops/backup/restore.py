@@ -26,7 +26,7 @@ from .pginstance import PgInstance, conf_quote, os_user
 from .run import run_backup
 from .sources import redis_fingerprint
 from .store import open_store
-from .wal import command_line
+from .wal import archived_segments, prefetch, restore_command
 
 
 @dataclass
@@ -99,8 +99,8 @@ def pg_instance(env: Env) -> PgInstance:
     return PgInstance(env.path(s.data_dir), s.port, s.bin_dir, os_user(s.os_user), s.user, s.dbname)
 
 
-def recovery_conf(env: Env, plan: RestorePlan) -> str:
-    lines = [f"restore_command = {conf_quote(command_line(env, 'fetch'))}", "recovery_target_action = 'promote'",
+def recovery_conf(env: Env, plan: RestorePlan, spool: Path) -> str:
+    lines = [f"restore_command = {conf_quote(restore_command(env, spool))}", "recovery_target_action = 'promote'",
              "recovery_target_timeline = 'latest'"]
     if plan.target == "immediate":
         lines.append("recovery_target = 'immediate'")
@@ -124,11 +124,46 @@ def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: P
     download(env, runner, store, art, consumer_argv=cz.tar_extract(str(inst.data_dir)))
     if fail_after_extract:  # test hook: a failure midway, after the old data is gone from its place
         raise OperationFailed("injected failure after extracting the base backup")
-    conf = recovery_conf(env, plan)
+    spool = inst.data_dir.parent / f"{inst.data_dir.name}.walspool"
+    names = wal_to_prefetch(plan, archived_segments(store))
+    if names:
+        runner.call(f"prefetch {len(names)} WAL file(s) from {store.url} into {spool} (parallel)",
+                    _prefetch_owned, env, store, names, spool, inst)
+    conf = recovery_conf(env, plan, spool)
     runner.call(f"append recovery settings to {inst.data_dir}/postgresql.auto.conf and create recovery.signal",
                 _write_recovery, inst, conf)
     inst.start(runner)
     inst.wait_promoted(runner)
+
+
+def wal_to_prefetch(plan: RestorePlan, archived: dict[str, dict]) -> list[str]:
+    """Segments recovery will ask for: from the base backup's first segment on (any later timeline);
+    for an exact recovery point only up to the backup's end; history files always."""
+    pgi = plan.base.postgres
+    if not pgi or not pgi.start_wal:
+        return []
+    start_seg = pgi.start_wal[8:]
+    end_seg = None
+    if plan.target == "immediate" and pgi.stop_lsn:
+        from .postgres import wal_file_name
+
+        end_seg = wal_file_name(pgi.timeline, pgi.stop_lsn)[8:]
+    out = []
+    for name in sorted(archived):
+        if name.endswith(".history"):
+            out.append(name)
+        elif len(name) == 24 and int(name[:8], 16) >= pgi.timeline and name[8:] >= start_seg and (
+                end_seg is None or name[8:] <= end_seg):
+            out.append(name)
+    return out
+
+
+def _prefetch_owned(env: Env, store, names: list[str], spool: Path, inst: PgInstance) -> int:
+    n = prefetch(env, store, names, spool)
+    inst._chown(spool)
+    for f in spool.iterdir():
+        inst._chown(f)
+    return n
 
 
 def _mkdir_owned(inst: PgInstance) -> None:
@@ -202,6 +237,7 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         raise OperationFailed(f"restore failed ({exc}); rolled back: {rolled}") from None
     if had_data and not runner.dry_run:
         shutil.rmtree(aside, ignore_errors=True)
+    shutil.rmtree(inst.data_dir.parent / f"{inst.data_dir.name}.walspool", ignore_errors=True)
     result.seconds = round(time.monotonic() - t0, 2)
     return result
 
