@@ -99,6 +99,8 @@ class PostgresSource(Strict):
     dbname: str = "ios"
     password: Optional[SecretRef] = None
     bin_dir: str = "/usr/lib/postgresql/15/bin"
+    # Also a logical dump (pg_dump -Fc, streamed) for restores into another major version.
+    logical_dump: bool = False
     # A cluster this tool manages on this host (drills, local restores): data dir and OS user.
     data_dir: str = ""
     os_user: str = "postgres"

@@ -66,6 +66,11 @@ def verify_artifact(env: Env, runner: Runner, store, art: mf.Artifact, work: Pat
         download(env, runner, store, art, consumer_argv=cz.tar_extract(str(d)))
         runner.run(pg.verifybackup(bindir, str(d)), mutating=False)
         return "sha256 ok, pg_verifybackup ok"
+    if art.kind == "logical-dump":
+        f = work / "dump.pgc"
+        download(env, runner, store, art, stdout_path=f)
+        runner.run([f"{bindir}/pg_restore", "--list", str(f)], mutating=False)
+        return "sha256 ok, pg_restore --list ok"
     if art.kind == "rdb":
         f = work / "dump.rdb"
         download(env, runner, store, art, stdout_path=f)

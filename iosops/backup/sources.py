@@ -30,11 +30,18 @@ def backup_postgres(env: Env, runner: Runner, store, backup_id: str) -> tuple[li
                              artifact_key(backup_id, "postgres.base.tar.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
                              component="postgres", kind="base-tar", source_env=postgres.pg_env(env))
         fp = fp_future.result()
+    arts = [art]
+    if s.logical_dump:
+        # -Fc streams to stdout (-Fd -j would need a full-size temporary directory); -Z0: zstd compresses.
+        dump, _ = upload(env, runner, store, pg.dump_custom(s.bin_dir, s.host, s.port, s.user, s.dbname, 0),
+                         artifact_key(backup_id, "postgres.dump.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
+                         component="postgres", kind="logical-dump", source_env=postgres.pg_env(env))
+        arts.append(dump)
     info = None
     if not runner.dry_run:
         info = postgres.parse_basebackup_stderr(stderr)
         info.server_version = version
-    return [art], fp, info
+    return arts, fp, info
 
 
 def redis_env(env: Env) -> dict:

@@ -167,3 +167,12 @@ def test_backup_dry_run_prints_the_pipeline_and_writes_nothing(lab):
     assert plan[-1].startswith("write file://") and "(last: makes the backup visible)" in plan[-1]
     assert sorted(o.key for o in store.list("backups/")) == before
     assert "lab-pass" not in proc.stdout + proc.stderr
+
+
+def test_optional_logical_dump_is_streamed_and_verified_with_pg_restore(lab):
+    env = lab.env(backup={"postgres": {"logical_dump": True}})
+    man = run_backup(env, QUIET, only="postgres")
+    dump = next(a for a in man.artifacts if a.kind == "logical-dump")
+    assert dump.size > 0 and len(dump.sha256) == 64
+    checks = verify(env, QUIET, man.id)[0]["checks"]
+    assert checks[dump.key] == "sha256 ok, pg_restore --list ok"
