@@ -1,7 +1,7 @@
 """invoke entry point: `inv --list`. Thin on purpose; the logic lives in the iosops package."""
 from invoke import Collection
 
-from iosops.tasks import build, ci, config, images, lock, stack
+from iosops.tasks import build, ci, config, images, lock, monitoring, stack
 
 ns = Collection()
 ns.add_task(build.build)
@@ -11,3 +11,4 @@ ns.add_collection(Collection.from_module(ci, name="ci"))
 ns.add_collection(Collection.from_module(config, name="config"))
 ns.add_collection(Collection.from_module(images, name="images"))
 ns.add_collection(Collection.from_module(lock, name="lock"))
+ns.add_collection(Collection.from_module(monitoring, name="monitoring"))

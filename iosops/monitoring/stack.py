@@ -74,6 +74,14 @@ def targets(env: Env) -> dict[str, list[str]]:
     return {job: list(env.cfg.monitoring.targets.get(job, LOCAL_TARGETS.get(job, []))) for job in JOBS}
 
 
+def seconds(duration: str) -> float:
+    """A Prometheus duration of one unit ("15s", "1m", "500ms") in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    num = duration.rstrip("smhdwy")
+    unit = duration[len(num):]
+    return float(num) * units[unit]
+
+
 def config_dir(env: Env) -> Path:
     return env.state_dir / "monitoring" / env.cfg.stack.name
 
@@ -84,6 +92,9 @@ def render_prometheus(env: Env) -> dict[str, str]:
     cfg = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     cfg["global"]["scrape_interval"] = m.scrape_interval
     cfg["global"]["evaluation_interval"] = m.evaluation_interval
+    # Prometheus refuses a scrape timeout longer than the interval (the live check scrapes every 5s).
+    if seconds(m.scrape_interval) < seconds(str(cfg["global"].get("scrape_timeout", "10s"))):
+        cfg["global"]["scrape_timeout"] = m.scrape_interval
     head = (f"# Rendered by `inv monitoring.up --env {env.name}` from monitoring/prometheus/prometheus.yml "
             f"(intervals from monitoring.*); edit the source, not this file.\n")
     files = {"prometheus.yml": head + yaml.safe_dump(cfg, sort_keys=False)}
@@ -210,6 +221,10 @@ def up(env: Env, runner: Runner) -> MonUpResult:
     cdir = config_dir(env)
     slack, slack_note = slack_secret(env)
     prom, am = render_prometheus(env), render_alertmanager()
+    for sub, files in (("prometheus", prom), ("alertmanager", am)):  # a rule file deleted upstream goes too
+        stale = [p for p in (cdir / sub).rglob("*") if p.is_file() and str(p.relative_to(cdir / sub)) not in files]
+        if stale:
+            runner.call(f"remove {len(stale)} stale file(s) from {cdir / sub}", lambda st=stale: [p.unlink() for p in st])
     for rel_path, text in prom.items():
         runner.write_file(cdir / "prometheus" / rel_path, text)
     for rel_path, text in am.items():
