@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import Env, load_env
+from ..config import Env, deep_merge, load_env
 from ..errors import OperationFailed
 from ..runner import Runner
 from ..stack.local import down as stack_down
@@ -83,15 +83,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def check_env(base: Env) -> Env:
+def check_env(base: Env, extra: Optional[dict] = None) -> Env:
     """A throwaway copy of the local env: unique stack name and free ports, fast scrapes; labels of the
     base env's stack (tests add iosops.test=1) are kept."""
     name = f"{base.cfg.stack.name}-moncheck-{uuid.uuid4().hex[:6]}"
-    return load_env("local", root=base.root, overrides={
+    return load_env("local", root=base.root, overrides=deep_merge({
         "state_dir": str(base.state_dir),
         "stack": {"name": name, "api_port": free_port(), "labels": dict(base.cfg.stack.labels)},
         "monitoring": {"prometheus_port": free_port(), "alertmanager_port": free_port(),
-                       "scrape_interval": "5s", "evaluation_interval": "5s", "require_slack": False}})
+                       "scrape_interval": "5s", "evaluation_interval": "5s", "require_slack": False}}, extra or {}))
 
 
 def traffic(api_url: str, rounds: int = 4) -> int:

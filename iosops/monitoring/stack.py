@@ -215,7 +215,9 @@ def wait_http_ok(runner: Runner, url: str, timeout: float) -> None:
 def up(env: Env, runner: Runner) -> MonUpResult:
     start = time.monotonic()
     s, n, sn, lab = env.cfg.stack, names(env), stack_names(env), stack_labels(env)
-    if runner.run(d.inspect_format(sn["network"], "{{.Id}}"), mutating=False, check=False).rc != 0:
+    # In a dry-run of `monitoring.up` the stack step only planned the network: plan on top of that.
+    if runner.run(d.inspect_format(sn["network"], "{{.Id}}"), mutating=False, check=False).rc != 0 \
+            and not runner.dry_run:
         raise BadInput(f"stack {s.name} is not running (no network {sn['network']}); start it with "
                        f"`inv up --env {env.name}` or `inv monitoring.up --env {env.name}`")
     cdir = config_dir(env)
