@@ -13,7 +13,8 @@ MON_IMAGES = ("python", "postgres", "redis", "prometheus", "alertmanager", "post
             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def check(c, env=None, static_only=False, tag="", keep=False, dry_run=False, json_=False):
     """Check monitoring as code: promtool check/test, amtool, a firing and a quiet test per alert, runbooks,
-    dashboards; then live: a throwaway local stack scraped by a real Prometheus runs every dashboard query."""
+    dashboards (for --env); then live, always on this machine: a throwaway local stack scraped by a real
+    Prometheus must return data for every API, PostgreSQL and Redis dashboard query."""
     from iosops.monitoring import static
     from iosops.runner import Runner
 
@@ -33,7 +34,9 @@ def check(c, env=None, static_only=False, tag="", keep=False, dry_run=False, jso
     from iosops.build.offline import build_offline
     from iosops.monitoring import live
 
-    with mutating("monitoring.check", env, {"tag": tag, "keep": keep}, dry_run=dry_run, as_json=json_) as (e, runner):
+    # The live part always runs on this machine: a throwaway copy of the local env's stack.
+    with mutating("monitoring.check", "local", {"tag": tag, "keep": keep, "env": env}, dry_run=dry_run,
+                  as_json=json_) as (e, runner):
         build_offline(e, runner, MON_IMAGES)
         image = image_ref(e, tag) if tag else build_image(e, runner).image
         lreport = live.live_check(e, runner, image, keep=keep)
