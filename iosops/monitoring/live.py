@@ -215,6 +215,20 @@ def observe(report: LiveReport, prom_url: str, timeout: float) -> None:
     report.firing = sorted(f"{a['labels']['alertname']} ({a['state']})" for a in alerts)
 
 
+def teardown(env: Env, runner: Runner, report: LiveReport) -> None:
+    """`inv down --volumes` for the throwaway stack. Docker can still list a just-removed container's
+    endpoint on the network for a moment (seen under load): retry once, and report rather than hide."""
+    for attempt in (1, 2):
+        try:
+            stack_down(env, runner, volumes=True)
+            return
+        except OperationFailed as exc:
+            if attempt == 2:
+                report.problems.append(f"teardown of {env.cfg.stack.name} failed ({exc}); run "
+                                       f"`IOSOPS_STACK__NAME={env.cfg.stack.name} inv down --volumes`")
+            time.sleep(3)
+
+
 def live_check(base: Env, runner: Runner, api_image: str, keep: bool = False,
                timeout: float = 150.0, env: Optional[Env] = None) -> LiveReport:
     start = time.monotonic()
@@ -239,7 +253,7 @@ def live_check(base: Env, runner: Runner, api_image: str, keep: bool = False,
         report.problems.append(str(exc))
     finally:
         if not keep:
-            stack_down(env, runner, volumes=True)
+            teardown(env, runner, report)
             cdir = config_dir(env)
             runner.call(f"rm -r {cdir}", shutil.rmtree, cdir, ignore_errors=True)
     report.seconds = round(time.monotonic() - start, 1)

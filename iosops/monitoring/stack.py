@@ -157,8 +157,11 @@ def services(env: Env, cdir: Path, fp: dict[str, str]) -> list[MonService]:
         MonService("node_exporter", n["node_exporter"], img.node_exporter, d.run_detached(
             n["node_exporter"], img.node_exporter, network=net, network_alias="node-exporter",
             labels=labels_for("node_exporter"), memory="64m",
-            volumes=["/proc:/host/proc:ro", "/sys:/host/sys:ro", "/:/host/root:ro"],
-            command=["--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/host/root",
+            # Host /proc and /sys only. Host filesystems would need `/` mounted into the container, which
+            # pins other containers' network namespaces on the daemon (a network then cannot be removed);
+            # real hosts run the prometheus-node-exporter package instead, with filesystem metrics.
+            volumes=["/proc:/host/proc:ro", "/sys:/host/sys:ro"],
+            command=["--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--no-collector.filesystem",
                      "--web.listen-address=:9100"])),
         MonService("alertmanager", n["alertmanager"], img.alertmanager, d.run_detached(
             n["alertmanager"], img.alertmanager, network=net, network_alias="alertmanager",

@@ -19,7 +19,6 @@ from iosops.config import load_env
 from iosops.monitoring import ALERTMANAGER_DIR, dashboards, live
 from iosops.monitoring import stack as mstack
 from iosops.runner import Runner
-from iosops.stack.local import down as stack_down
 from tests.conftest import TEST_STATE, free_port, run_inv
 from tests.integration.conftest import TEST_LABELS, docker
 
@@ -68,9 +67,12 @@ def test_live_check_every_api_postgres_redis_query_returns_data(api_image, monit
         again = mstack.up(env, Runner())
         assert again.changed == [] and len(again.unchanged) == 5
     finally:
-        stack_down(env, Runner(), volumes=True)  # what `inv down --volumes` does
+        gone = live.LiveReport()
+        live.teardown(env, Runner(), gone)  # what `inv down --volumes` does, retried once
         shutil.rmtree(mstack.config_dir(env), ignore_errors=True)
-    assert docker("ps", "-aq", "--filter", f"label=iosops.stack={name}").stdout.strip() == ""
+    assert gone.problems == []
+    for kind in ("ps -aq", "network ls -q", "volume ls -q"):
+        assert docker(*kind.split(), "--filter", f"label=iosops.stack={name}").stdout.strip() == "", kind
 
 
 class FakeSlack(BaseHTTPRequestHandler):
