@@ -39,7 +39,8 @@ def absent_reason(expr: str) -> str:
     """Why a report-only query has no data on the check stack."""
     for prefix, why in (("elasticsearch_", "no Elasticsearch on this machine"),
                         ("iosops_", "no backup metrics on the check stack (pushed by the backup tasks)"),
-                        ("kube_", "no Kubernetes cluster here"), ("container_", "no Kubernetes cluster (cAdvisor) here")):
+                        ("kube_", "no Kubernetes cluster here"), ("container_", "no Kubernetes cluster (cAdvisor) here"),
+                        ("node_filesystem_", "filesystem collector off in the node-exporter container (see stack.py)")):
         if prefix in expr:
             return why
     return "MISSING"
