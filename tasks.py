@@ -6,7 +6,7 @@ from invoke import Collection
 # `inv ... | head` must end quietly, like any Unix tool, not with a BrokenPipeError traceback.
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
-from iosops.tasks import backup, build, ci, config, images, k8s, lock, stack  # noqa: E402
+from iosops.tasks import backup, build, ci, config, images, k8s, lock, monitoring, stack  # noqa: E402
 
 ns = Collection()
 ns.add_task(build.build)
@@ -21,3 +21,4 @@ ns.add_collection(Collection.from_module(config, name="config"))
 ns.add_collection(Collection.from_module(images, name="images"))
 ns.add_collection(Collection.from_module(k8s, name="k8s"))
 ns.add_collection(Collection.from_module(lock, name="lock"))
+ns.add_collection(Collection.from_module(monitoring, name="monitoring"))

@@ -156,6 +156,25 @@ class K8sCfg(Strict):
     # Secrets the deploy creates from this env's references: "<Secret>/<key>": <name in secrets:>.
     # Secrets made in-cluster by an ExternalSecret of the overlay are not listed here.
     secrets: dict[str, str] = {}
+DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
+
+
+class MonitoringCfg(Strict):
+    """Prometheus/Alertmanager run by `inv monitoring.up` next to the stack (monitoring/ holds the configs)."""
+    scrape_interval: str = Field("15s", pattern=DURATION)
+    evaluation_interval: str = Field("15s", pattern=DURATION)
+    retention_time: str = Field("15d", pattern=DURATION)
+    retention_size: str = Field("10GB", pattern=r"^[0-9]+(B|KB|MB|GB|TB)$")
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    alertmanager_port: int = Field(9093, ge=1, le=65535)
+    # Scrape targets (host:port) by job, written to file_sd files; a job not listed here gets the
+    # containers `inv monitoring.up` runs on the stack network (ios-api, postgres, redis, node,
+    # alertmanager) or no targets (nginx, elasticsearch, pushgateway, blackbox-tls).
+    targets: dict[str, list[str]] = {}
+    # The entry of `secrets:` holding the Slack webhook URL (mounted as a file, never rendered).
+    slack_webhook_secret: str = "slack_webhook_url"
+    # false (local): run without a webhook when the secret is missing; notifications then fail visibly.
+    require_slack: bool = True
 
 
 class EnvConfig(Strict):
@@ -170,6 +189,7 @@ class EnvConfig(Strict):
     stack: StackCfg = StackCfg()
     backup: BackupCfg = BackupCfg()
     k8s: K8sCfg = K8sCfg()
+    monitoring: MonitoringCfg = MonitoringCfg()
     secrets: dict[str, SecretRef] = {}
 
 

@@ -1,0 +1,252 @@
+"""Monitoring as code, offline: promtool/amtool on the real files, the coverage rule (every alert has a
+firing and a quiet promtool test), runbooks, dashboards' structure, and that each checker really fails
+on a broken input (a checker that cannot fail proves nothing)."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iosops.commands import promtool as pt
+from iosops.config import load_env
+from iosops.errors import BadInput
+from iosops.monitoring import (ALERTMANAGER_DIR, DASHBOARDS_DIR, PROVISIONING_DIR, RULE_TESTS_DIR, RULES_DIR,
+                               RUNBOOKS_DIR, dashboards, grafana, rules, static)
+from iosops.monitoring import stack as mstack
+from iosops.runner import Result, Runner
+
+
+@pytest.fixture
+def copy_tree(tmp_path):
+    """Copies of rules, tests and runbooks that a test may break."""
+    for src, name in ((RULES_DIR, "rules"), (RULE_TESTS_DIR, "tests"), (RUNBOOKS_DIR, "runbooks")):
+        shutil.copytree(src, tmp_path / name)
+    return tmp_path
+
+
+# -- alerts, tests, runbooks --------------------------------------------------------------------------
+def test_at_least_25_alerts_each_with_firing_and_quiet_test_and_runbook():
+    problems, found, cov = rules.problems()
+    assert problems == []
+    assert len(found) >= 25
+    assert all(cov.firing[a.name] >= 1 and cov.quiet[a.name] >= 1 for a in found)
+    areas = {Path(a.file).stem for a in found}
+    assert {"api", "postgres", "redis", "elasticsearch", "kubernetes", "backup", "platform"} <= areas
+
+
+def test_an_alert_without_tests_fails_the_coverage_check(copy_tree):
+    f = copy_tree / "rules" / "api.yml"
+    data = yaml.safe_load(f.read_text())
+    data["groups"][0]["rules"].append({"alert": "IosApiUntested", "expr": "up == 0", "labels": {"severity": "warning"},
+                                       "annotations": {"summary": "s", "description": "d",
+                                                       "runbook_url": "docs/runbooks/IosApiUntested.md"}})
+    f.write_text(yaml.safe_dump(data))
+    problems, _, _ = rules.problems(copy_tree / "rules", copy_tree / "tests", copy_tree / "runbooks")
+    assert any("IosApiUntested: no promtool test case where it fires" in p for p in problems)
+    assert any("IosApiUntested: no promtool test case where it stays quiet" in p for p in problems)
+    assert any("IosApiUntested: runbook docs/runbooks/IosApiUntested.md does not exist" in p for p in problems)
+
+
+def test_an_alert_with_only_a_firing_test_fails(copy_tree):
+    f = copy_tree / "tests" / "redis_test.yml"
+    data = yaml.safe_load(f.read_text())
+    data["tests"] = [t for t in data["tests"] if t["name"] != "RedisDown stays quiet while redis_up is 1"]
+    f.write_text(yaml.safe_dump(data))
+    problems, _, _ = rules.problems(copy_tree / "rules", copy_tree / "tests", copy_tree / "runbooks")
+    assert problems == ["RedisDown: no promtool test case where it stays quiet (exp_alerts: [])"]
+
+
+def test_a_runbook_must_say_what_to_do(copy_tree):
+    rb = copy_tree / "runbooks" / "RedisDown.md"
+    rb.write_text(rb.read_text().split("## Fix")[0])
+    problems, _, _ = rules.problems(copy_tree / "rules", copy_tree / "tests", copy_tree / "runbooks")
+    assert problems == ["RedisDown: docs/runbooks/RedisDown.md needs a 'Fix' section with steps"]
+
+
+def test_alert_needs_severity_and_annotations(copy_tree):
+    f = copy_tree / "rules" / "redis.yml"
+    data = yaml.safe_load(f.read_text())
+    rule = data["groups"][0]["rules"][0]
+    rule["labels"]["severity"] = "page"
+    del rule["annotations"]["description"]
+    f.write_text(yaml.safe_dump(data))
+    problems, _, _ = rules.problems(copy_tree / "rules", copy_tree / "tests", copy_tree / "runbooks")
+    assert any("RedisDown" in p and "severity must be one of" in p for p in problems)
+    assert any("RedisDown" in p and "missing annotation description" in p for p in problems)
+
+
+# -- promtool ------------------------------------------------------------------------------------------
+def test_promtool_test_rules_passes_on_the_repo():
+    proc = subprocess.run(pt.test_rules([p.name for p in rules.test_files()]), cwd=RULE_TESTS_DIR,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("SUCCESS") == len(rules.test_files())
+
+
+def test_promtool_test_rules_fails_when_a_rule_no_longer_fires(copy_tree):
+    """Raise IosApiDown's `for` to 10m: the firing case at 5m must now fail."""
+    f = copy_tree / "rules" / "api.yml"
+    f.write_text(f.read_text().replace("expr: up{job=\"ios-api\"} == 0\n        for: 1m", "expr: up{job=\"ios-api\"} == 0\n        for: 10m"))
+    proc = subprocess.run(pt.test_rules(["api_test.yml"]), cwd=copy_tree / "tests", capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "IosApiDown" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("scrape_interval", ["15s", "5s"])
+def test_rendered_prometheus_config_is_valid(tmp_path, scrape_interval):
+    """The exact directory monitoring.up mounts, for the env's intervals and the live check's 5s."""
+    env = load_env("local", environ={}, overrides={"monitoring": {"scrape_interval": scrape_interval}})
+    files = mstack.render_prometheus(env)
+    static._write_tree(tmp_path, files)
+    proc = subprocess.run(pt.check_config("prometheus.yml"), cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stdout + proc.stderr  # every file_sd file exists
+    assert yaml.safe_load(files["targets/ios-api.yml"]) == [{"targets": ["api:8000"], "labels": {"env": "local"}}]
+    assert yaml.safe_load(files["targets/nginx.yml"]) == []
+
+
+def test_targets_come_from_config_and_unknown_jobs_are_refused():
+    env = load_env("local", environ={}, overrides={"monitoring": {"targets": {"nginx": ["edge:9113"]}}})
+    assert mstack.targets(env)["nginx"] == ["edge:9113"]
+    bad = load_env("local", environ={}, overrides={"monitoring": {"targets": {"ngnix": ["edge:9113"]}}})
+    with pytest.raises(BadInput, match="unknown job.*ngnix"):
+        mstack.targets(bad)
+
+
+def test_bad_monitoring_setting_is_bad_input():
+    with pytest.raises(BadInput, match="monitoring.scrape_interval"):
+        load_env("local", environ={}, overrides={"monitoring": {"scrape_interval": "fast"}})
+
+
+def test_kubernetes_variant_checks_and_rejects_a_bad_role(tmp_path, monkeypatch):
+    assert static.k8s_config_check(Runner(), tmp_path).ok
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "prometheus-k8s.yml").write_text((static.PROMETHEUS_DIR / "prometheus-k8s.yml").read_text()
+                                            .replace("role: node", "role: nodes"))
+    monkeypatch.setattr(static, "PROMETHEUS_DIR", bad)
+    check = static.k8s_config_check(Runner(), tmp_path / "scratch")
+    assert not check.ok and any("'nodes'" in p for p in check.problems)
+
+
+# -- alertmanager ----------------------------------------------------------------------------------------
+def test_amtool_check_config_and_routes_by_severity():
+    proc = subprocess.run(pt.am_check_config("alertmanager.yml"), cwd=ALERTMANAGER_DIR, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check = static.routes_check(Runner(), rules.alerts())
+    assert check.ok, check.problems
+    got = subprocess.run(pt.am_routes_test(str(ALERTMANAGER_DIR / "alertmanager.yml"), {"severity": "info"}),
+                         capture_output=True, text=True).stdout.strip()
+    assert got == "blackhole"
+
+
+def test_alertmanager_config_holds_no_webhook_and_inhibits_latency_when_api_is_down():
+    text = (ALERTMANAGER_DIR / "alertmanager.yml").read_text()
+    cfg = yaml.safe_load(text)
+    assert "hooks.slack.com" not in text and "api_url:" not in text
+    slack = [sc for r in cfg["receivers"] for sc in r.get("slack_configs", [])]
+    assert slack and all(sc["api_url_file"] == mstack.SLACK_IN_CONTAINER for sc in slack)
+    api_down = [r for r in cfg["inhibit_rules"] if r["source_matchers"] == ['alertname="IosApiDown"']]
+    assert api_down and "IosApiHighLatency" in api_down[0]["target_matchers"][0]
+    # every alert name an inhibition mentions exists
+    names = {a.name for a in rules.alerts()}
+    import re
+    mentioned = {n for r in cfg["inhibit_rules"] for m in r["source_matchers"] + r["target_matchers"]
+                 for n in re.findall(r"[A-Z][A-Za-z]+", m.split("=", 1)[1]) if m.startswith("alertname")}
+    assert mentioned <= names
+
+
+def test_missing_slack_secret_is_bad_input_unless_optional(tmp_path):
+    env = load_env("staging", environ={})
+    with pytest.raises(BadInput, match="secrets.slack_webhook_url is not available \\(env IOS_STAGING_SLACK_WEBHOOK_URL\\)"):
+        mstack.slack_secret(env)
+    local = load_env("local", environ={}, overrides={"secrets": {"slack_webhook_url": {"file": str(tmp_path / "none")}}})
+    secret, note = mstack.slack_secret(local)
+    assert secret is None and "Slack notifications will fail" in note
+
+
+def test_monitoring_up_dry_run_plan_names_secrets_never_values(tmp_path):
+    """Dry-run with probes answered by an executor: the plan runs the five containers on the stack
+    network with the stack label, and neither the DB password nor the webhook URL appears in it."""
+    hook = tmp_path / "hook"
+    hook.write_text("https://hooks.example.invalid/services/T0/B0/sekrit-webhook-value")
+    pw = tmp_path / "pw"
+    pw.write_text("sekrit-db-password")
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")}, overrides={
+        "secrets": {"slack_webhook_url": {"file": str(hook)}, "postgres_password": {"file": str(pw)}}})
+
+    def executor(argv, **kw):
+        if argv[1:3] == ["inspect", "--format"] and argv[3] == "{{.Id}}" and argv[4].endswith("-net"):
+            return Result(0, "netid\n")
+        return Result(1, "", "No such object")
+
+    runner = Runner(dry_run=True, executor=executor, say=lambda s: None)
+    mstack.up(env, runner)
+    plan = "\n".join(runner.plan())
+    runs = [line for line in runner.plan() if " run --detach " in line]
+    assert len(runs) == 5
+    assert all("--network iosops-local-net" in r and "--label iosops.stack=iosops-local" in r for r in runs)
+    assert "sekrit" not in plan
+    assert "DATA_SOURCE_PASS='***'" in plan  # the value goes through the runner's env, masked
+    assert f"{mstack.SLACK_IN_CONTAINER}:ro" in plan
+    assert not (tmp_path / "state").exists()  # dry-run wrote nothing
+
+
+# -- dashboards ------------------------------------------------------------------------------------------
+def test_five_dashboards_valid_and_generated():
+    assert grafana.problems() == []
+    dashes = grafana.load_dashboards()
+    assert {d["uid"] for d in dashes.values()} == {"ios-api", "ios-postgres", "ios-redis", "ios-elasticsearch", "ios-platform"}
+    platform = next(d for d in dashes.values() if d["uid"] == "ios-platform")
+    assert any("backup" in p["title"].lower() for p in platform["panels"])
+
+
+def test_dashboard_validator_catches_broken_dashboards(tmp_path):
+    d = tmp_path / "dashboards"
+    shutil.copytree(DASHBOARDS_DIR, d)
+    f = d / "ios-redis.json"
+    dash = json.loads(f.read_text())
+    dash["panels"][1]["gridPos"] = dict(dash["panels"][0]["gridPos"])        # overlap
+    dash["panels"][2]["datasource"] = {"type": "prometheus", "uid": "nope"}  # unprovisioned datasource
+    dash["panels"][3]["targets"][0]["expr"] = 'redis_up{instance=~"$host"}'  # undeclared variable
+    f.write_text(json.dumps(dash))
+    problems = grafana.problems(d, PROVISIONING_DIR)
+    assert any("overlaps another panel" in p for p in problems)
+    assert any("datasource uid 'nope' is not provisioned" in p for p in problems)
+    assert any("undeclared variable $host" in p for p in problems)
+    assert any("ios-redis.json differs from iosops/monitoring/dashboards.py" in p for p in problems)
+
+
+def test_provisioning_files_are_checked(tmp_path):
+    prov = tmp_path / "prov"
+    shutil.copytree(PROVISIONING_DIR, prov)
+    (prov / "datasources" / "prometheus.yml").write_text("apiVersion: 1\ndatasources:\n  - name: P\n    type: prometheus\n")
+    problems = grafana.problems(DASHBOARDS_DIR, prov)
+    assert any("lacks uid" in p for p in problems) and any("lacks url" in p for p in problems)
+
+
+def test_variables_are_substituted_like_grafana():
+    dash = dashboards.render("ios-postgres")
+    qs = grafana.queries(dash)
+    assert qs[0].ref == "var" and qs[0].expr == "group by (instance) (pg_up)"
+    assert all("$" not in q.expr for q in qs)
+    assert grafana.substitute('rate(x{a=~"$v"}[$__rate_interval])', {"v": ".+", "__rate_interval": "1m"}) == 'rate(x{a=~".+"}[1m])'
+
+
+def test_every_dashboard_query_parses_and_a_broken_one_is_named(tmp_path, monkeypatch):
+    check, n = static.parse_dashboard_queries(Runner(), tmp_path)
+    assert check.ok, check.problems
+    assert n >= 60
+    broken = tmp_path / "broken"
+    shutil.copytree(DASHBOARDS_DIR, broken)
+    f = broken / "ios-api.json"
+    dash = json.loads(f.read_text())
+    dash["panels"][0]["targets"][0]["expr"] = "sum(rate(http_requests_total[5m])"
+    f.write_text(json.dumps(dash))
+    monkeypatch.setattr(grafana, "DASHBOARDS_DIR", broken)
+    monkeypatch.setattr(grafana.load_dashboards, "__defaults__", (broken,))
+    check, _ = static.parse_dashboard_queries(Runner(), broken)
+    assert not check.ok
+    assert any("ios-api / Request rate / A" in p for p in check.problems)
