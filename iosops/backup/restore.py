@@ -117,13 +117,15 @@ def stop_writes(env: Env, runner: Runner, inst: PgInstance) -> None:
         inst.stop(runner)
 
 
-def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance,
-                     fail_after_extract: bool = False) -> None:
+def extract_base(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance, dest: Path) -> None:
+    """Unpack the base backup into `dest` (a fresh directory beside the live one)."""
     art = next(a for a in plan.base.artifacts if a.component == "postgres" and a.kind == "base-tar")
-    runner.call(f"mkdir -m 700 {inst.data_dir}", _mkdir_owned, inst)
-    download(env, runner, store, art, consumer_argv=cz.tar_extract(str(inst.data_dir)))
-    if fail_after_extract:  # test hook: a failure midway, after the old data is gone from its place
-        raise OperationFailed("injected failure after extracting the base backup")
+    runner.call(f"mkdir -m 700 {dest}", _mkdir_owned, inst, dest)
+    download(env, runner, store, art, consumer_argv=cz.tar_extract(str(dest)))
+
+
+def recover(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance) -> None:
+    """Prefetch WAL, configure recovery, start, and wait until the cluster has promoted."""
     spool = inst.data_dir.parent / f"{inst.data_dir.name}.walspool"
     names = wal_to_prefetch(plan, archived_segments(store))
     if names:
@@ -166,9 +168,11 @@ def _prefetch_owned(env: Env, store, names: list[str], spool: Path, inst: PgInst
     return n
 
 
-def _mkdir_owned(inst: PgInstance) -> None:
-    inst.data_dir.mkdir(mode=0o700)
-    inst._chown(inst.data_dir)
+def _mkdir_owned(inst: PgInstance, path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)  # a leftover of an interrupted restore, never live data (it is not data_dir)
+    path.mkdir(mode=0o700)
+    inst._chown(path)
 
 
 def _write_recovery(inst: PgInstance, conf: str) -> None:
@@ -201,23 +205,45 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     for art in plan.base.artifacts:
         if art.component in comps and art.sha256 and art.kind != "logical-dump":
             runner.call(f"check sha256 of {store.url}/{art.key} before touching anything", check_object, store, art)
-    pre_fp = None
+    # 1. While the live cluster still serves: unpack the backup beside it, and (in parallel) take its
+    #    fingerprint and a safety backup. Nothing live has changed if this part fails.
+    from concurrent.futures import ThreadPoolExecutor
+
+    staging = inst.data_dir.with_name(f"{inst.data_dir.name}.restoring")
     live = inst.running(runner)
-    if live:
-        pre_fp = instance_fingerprint(env, runner)
-        if safety:
-            p0 = time.monotonic()
-            result.safety_backup = run_backup(env, runner, only="postgres", label="safety").id
-            result.phases["safety_backup_s"] = round(time.monotonic() - p0, 2)
+
+    def before() -> tuple[Optional[dict], str]:
+        if not live:
+            return None, ""
+        fp = instance_fingerprint(env, runner)
+        sid = run_backup(env, runner, only="postgres", label="safety").id if safety else ""
+        return fp, sid
+
+    p0 = time.monotonic()
+    with ThreadPoolExecutor(1, thread_name_prefix="pre-restore") as pool:
+        pre = pool.submit(before)
+        try:
+            extract_base(env, runner, store, plan, inst, staging)
+        except IosopsError as exc:
+            pre.result()
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OperationFailed(f"restore failed before anything live was touched ({exc}); nothing was "
+                                  "changed") from None
+        pre_fp, result.safety_backup = pre.result()
+    result.phases["prepare_s"] = round(time.monotonic() - p0, 2)
+    # 2. The downtime window: stop writes, swap directories, recover.
     p0 = time.monotonic()
     stop_writes(env, runner, inst)
     aside = inst.data_dir.with_name(f"{inst.data_dir.name}.pre-restore-{int(time.time())}")
     had_data = inst.data_dir.exists()
     if had_data:
         runner.call(f"move {inst.data_dir} aside to {aside} (instant rollback)", inst.data_dir.rename, aside)
+    runner.call(f"move {staging} into place as {inst.data_dir}", staging.rename, inst.data_dir)
     try:
-        restore_postgres(env, runner, store, plan, inst, fail_after_extract)
-        result.phases["postgres_restore_s"] = round(time.monotonic() - p0, 2)
+        if fail_after_extract:  # test hook: a failure midway, after the live data left its place
+            raise OperationFailed("injected failure after swapping in the restored data")
+        recover(env, runner, store, plan, inst)
+        result.phases["downtime_s"] = round(time.monotonic() - p0, 2)
         if not runner.dry_run:
             result.fingerprints = instance_fingerprint(env, runner)
             if plan.target == "immediate":
