@@ -7,8 +7,6 @@ of the newest write that survived (0 when nothing committed was lost).
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import secrets
 import shutil
@@ -18,7 +16,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..commands import docker as d
 from ..config import Env, load_env

@@ -24,7 +24,6 @@ from .artifacts import download
 from .catalog import entries, find
 from .pginstance import PgInstance, conf_quote, os_user
 from .run import run_backup
-from .sources import redis_fingerprint
 from .store import open_store
 from .wal import archived_segments, prefetch, restore_command
 
@@ -284,5 +283,3 @@ def rollback(env: Env, runner: Runner, inst: PgInstance, aside: Optional[Path], 
         return f"put the pre-restore data directory back in {inst.data_dir}; fingerprints equal the pre-restore ones"
     return f"put the pre-restore data directory back in {inst.data_dir} and started it"
 
-
-__all__ = ["restore", "choose", "parse_time", "redis_fingerprint"]

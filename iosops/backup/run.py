@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
 
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed

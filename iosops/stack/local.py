@@ -50,7 +50,7 @@ def names(env: Env) -> dict[str, str]:
 
 
 def api_env(env: Env) -> dict[str, str]:
-    s, n = env.cfg.stack, names(env)
+    s = env.cfg.stack
     out = {"POSTGRES_HOST": "postgres", "POSTGRES_PORT": "5432", "POSTGRES_DB": s.postgres_db,
            "POSTGRES_USER": s.postgres_user, "REDIS_URL": "redis://redis:6379/0",
            "WEB_CONCURRENCY": str(s.api_workers)}

@@ -13,13 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from iosops.backup import manifest as mf
 from iosops.backup.catalog import entries, prune, verify
-from iosops.backup.restore import restore
 from iosops.backup.run import run_backup
 from iosops.backup.store import open_store
 from iosops.errors import BadInput, OperationFailed
-from tests.conftest import INV, ROOT, TEST_STATE, free_port, run_inv
+from tests.conftest import INV, ROOT, free_port, run_inv
 from tests.integration.backup_lab import QUIET, destroy_lab, make_lab
 
 

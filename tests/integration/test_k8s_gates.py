@@ -4,7 +4,6 @@ checkov with every skip explained, and the rendered objects have what the Kubern
 Runs the real kubectl (kustomize), kubernetes-validate and checkov; no cluster is needed or faked."""
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml

@@ -1,7 +1,6 @@
 """build_image in dry-run: the exact plan, with no process, no Docker client and no file touched."""
 import subprocess
 
-import pytest
 
 from iosops import dockerx
 from iosops.build.image import build_args, image_ref, resolve_tag

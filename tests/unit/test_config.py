@@ -1,6 +1,5 @@
 """Config layering, validation and bad-input messages (pure: temp env dirs, no services)."""
 import json
-import textwrap
 
 import pytest
 

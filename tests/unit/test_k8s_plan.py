@@ -20,7 +20,6 @@ from iosops.config import load_env
 from iosops.errors import IosopsError
 from iosops.k8s import deploy as kdeploy
 from iosops.runner import Result, Runner, reveal
-from tests.conftest import ROOT
 
 CASES = sorted((Path(__file__).parent / "k8s_plans").glob("*.json"))
 REAL = ("kustomize",)
