@@ -61,7 +61,7 @@ def main() -> int:
             t_psql = timed_shell(f"gunzip -c {dump} | {BIN}/psql -X -q {conn} -d restore_baseline -v ON_ERROR_STOP=1", pgenv)
             lab.sql("DROP DATABASE restore_baseline")
             t0 = time.monotonic()
-            restore(env, QUIET, backup_id=man.id, safety=False)
+            res = restore(env, QUIET, backup_id=man.id, safety=False)
             t_restore = time.monotonic() - t0
         figures = {
             "dataset": size, "database_mb": round(db_bytes / 1e6, 1),
@@ -72,6 +72,7 @@ def main() -> int:
             "raw_read_s": round(t_raw, 2), "throughput_ratio": round(t_raw / t_ours, 2),
             "gunzip_psql_s": round(t_psql, 2), "ours_restore_s": round(t_restore, 2),
             "restore_ratio": round(t_restore / t_psql, 3),
+            "restore_phases": res.phases,
         }
         targets = {"backup >= 2x pg_dump|gzip": figures["speed_ratio"] >= 2,
                    "size <= pg_dump|gzip": figures["size_ratio"] <= 1,

@@ -243,6 +243,7 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
             raise OperationFailed("injected failure after swapping in the restored data")
         recover(env, runner, store, plan, inst)
         result.phases["downtime_s"] = round(time.monotonic() - p0, 2)
+        p0 = time.monotonic()
         if not runner.dry_run:
             result.fingerprints = instance_fingerprint(env, runner)
             if plan.target == "immediate":
@@ -255,13 +256,16 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
                 if missing:
                     raise OperationFailed(f"restored PostgreSQL lacks tables present in the backup: {sorted(missing)}")
             result.verified = True
+            result.phases["verify_s"] = round(time.monotonic() - p0, 2)
     except (IosopsError, OSError) as exc:
         if runner.dry_run:
             raise
         rolled = rollback(env, runner, inst, aside if had_data else None, pre_fp)
         raise OperationFailed(f"restore failed ({exc}); rolled back: {rolled}") from None
     if had_data and not runner.dry_run:
+        p0 = time.monotonic()
         shutil.rmtree(aside, ignore_errors=True)
+        result.phases["cleanup_s"] = round(time.monotonic() - p0, 2)
     shutil.rmtree(inst.data_dir.parent / f"{inst.data_dir.name}.walspool", ignore_errors=True)
     result.seconds = round(time.monotonic() - t0, 2)
     return result
