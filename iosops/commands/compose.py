@@ -31,9 +31,10 @@ def up(base_argv: Sequence[str], services: Sequence[str], scale: Mapping[str, in
     return argv + list(services)
 
 
-def run_once(base_argv: Sequence[str], service: str, argv: Sequence[str]) -> list[str]:
+def run_once(base_argv: Sequence[str], service: str, argv: Sequence[str], env: Mapping[str, str] = {}) -> list[str]:
     """A one-off container of `service` (its image, networks, env and secrets), removed afterwards."""
-    return [*base_argv, "run", "--rm", "--no-deps", "-T", service, *argv]
+    extra = [a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")]
+    return [*base_argv, "run", "--rm", "--no-deps", "-T", *extra, service, *argv]
 
 
 def stop(base_argv: Sequence[str], services: Sequence[str], timeout: int = 30) -> list[str]:

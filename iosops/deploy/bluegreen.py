@@ -27,15 +27,19 @@ from ..runner import RemoteRunner, Runner, SSHHost
 from . import nginx as ng
 
 API_PORT = 8000
-PENDING_MIGRATIONS = """
-import json, psycopg
-from iosapi.migrate import discover
+# Run in a one-off container of the new image: list the migrations it would apply; apply them unless one
+# is marked destructive and ALLOW_DESTRUCTIVE is not 1 (one container start instead of two).
+MIGRATE = """
+import json, os, psycopg
+from iosapi.migrate import apply, discover
 from iosapi.settings import load
-with psycopg.connect(load().pg_conninfo) as c:
+dsn = load().pg_conninfo
+with psycopg.connect(dsn) as c:
     has = c.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
     done = {v for (v,) in c.execute('SELECT version FROM schema_migrations')} if has else set()
-print(json.dumps([{"version": m.version, "name": m.name, "destructive": m.destructive}
-                  for m in discover() if m.version not in done]))
+todo = [{"version": m.version, "name": m.name, "destructive": m.destructive} for m in discover() if m.version not in done]
+refused = any(m["destructive"] for m in todo) and os.environ.get("ALLOW_DESTRUCTIVE") != "1"
+print(json.dumps({"pending": todo, "applied": None if refused else apply(dsn)}))
 """
 SMOKE = """
 import json, sys, urllib.error, urllib.request
@@ -423,7 +427,10 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
     active = next(iter(actives.values()))
     idle = "blue" if active is None else ng.other(active)
     result = DeployResult(env.name, image, idle, active, [t.name for t in ts])
-    step = lambda text: (result.steps.append(text), say(text))  # noqa: E731
+    def step(text: str) -> None:
+        text = f"[{time.monotonic() - start:5.1f}s] {text}"
+        result.steps.append(text)
+        say(text)
 
     states: dict[str, dict] = {}
     first: dict[str, bool] = {}
@@ -447,16 +454,17 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
                 wait_service_healthy(t, svc, env.cfg.deploy.health_timeout_s)
         # Migrations once (the database is shared by the hosts), before any new code serves.
         t0 = ts[0]
-        pending = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", ["python3", "-c", PENDING_MIGRATIONS]))
-        todo = json.loads(pending.stdout.strip().splitlines()[-1]) if not pending.dry_run else []
-        destructive = [f"{m['version']}_{m['name']}" for m in todo if m["destructive"]]
-        if destructive and not allow_destructive:
+        mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", ["python3", "-c", MIGRATE],
+                                        env={"ALLOW_DESTRUCTIVE": "1" if allow_destructive else "0"}))
+        outcome = json.loads(mig.stdout.strip().splitlines()[-1]) if not mig.dry_run else {"pending": [], "applied": []}
+        if outcome["applied"] is None:
+            destructive = [f"{m['version']}_{m['name']}" for m in outcome["pending"] if m["destructive"]]
             raise BadInput(f"migration(s) {', '.join(destructive)} are marked destructive (-- iosops: destructive): "
                            "the running version may still use what they drop (expand/contract, see README); "
-                           "deploy the expand step first, or pass --allow-destructive; nothing was switched")
-        mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", ["python3", "-m", "iosapi.migrate"]))
-        result.migrations = [f"{m['version']}_{m['name']}" for m in todo]
-        step(mig.stdout.strip().splitlines()[-1] if mig.stdout.strip() else "migrations: planned")
+                           "deploy the expand step first, or pass --allow-destructive; nothing was applied or switched")
+        result.migrations = outcome["applied"]
+        step(f"migrations applied: {', '.join(result.migrations)}" if result.migrations else
+             "migrations: no change (schema up to date)")
 
         for t in ts:
             started.append(t)
