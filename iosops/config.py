@@ -101,6 +101,8 @@ class DeployCfg(Strict):
     rate_limit_burst: PositiveInt = 40
     client_max_body_size: str = "1m"
     health_timeout_s: PositiveInt = 120
+    # After Docker says healthy (liveness), every replica's /ready must answer 200 within this.
+    ready_timeout_s: PositiveInt = 30
     smoke_paths: list[str] = ["/health", "/ready", "/version", "/items?limit=1"]
     # After the switch: the new colour's 5xx share in nginx's log over this window decides rollback.
     error_window_s: float = Field(5.0, ge=0)

@@ -318,10 +318,11 @@ def exec_json(t: Target, cid: str, code: str, *args: str) -> Any:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def wait_ready(t: Target, service: str, timeout: float) -> list[str]:
+def wait_ready(t: Target, service: str, timeout: float, ready_timeout: Optional[float] = None) -> list[str]:
     """Docker health (liveness) of every replica, then /ready of each, from inside the container."""
     want = t.env.cfg.deploy.replicas
     wait_service_healthy(t, service, timeout, want)
+    timeout = ready_timeout or t.env.cfg.deploy.ready_timeout_s
     ids = t.containers(service)
     for cid in ids:
         def check(cid: str = cid) -> Optional[str]:

@@ -25,6 +25,7 @@ from tests.conftest import TEST_STATE, free_port, run_inv
 from tests.integration.conftest import docker
 
 urllib3.disable_warnings()
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +211,7 @@ def test_release_whose_ready_fails_is_rolled_back_automatically(edge, tmp_path):
     bad = _derived(edge["image"], tmp_path, "ENV READY_CHECK_TIMEOUT_S=0")
     try:
         before = bg.active_colour(bg.targets(edge["env"], Runner())[0])
-        vars_ = {**edge["vars"], "IOSOPS_DEPLOY__HEALTH_TIMEOUT_S": "20"}
+        vars_ = {**edge["vars"], "IOSOPS_DEPLOY__READY_TIMEOUT_S": "15"}
         load = Load(edge["https"], rate=100, min_count=1000).start()
         load.wait_sent(100)
         proc = run_inv("deploy", "--env", "local", "--tag", bad.rsplit(":", 1)[1], env=vars_)
@@ -243,13 +244,17 @@ def test_destructive_migration_is_refused_without_flag(edge, tmp_path):
 
 
 def test_invalid_nginx_config_is_never_reloaded(edge):
-    t = bg.targets(edge["env"], Runner())[0]
-    before = (Path(t.dir) / "nginx" / "nginx.conf").read_text()
-    vars_ = {**edge["vars"], "IOSOPS_DEPLOY__SERVER_NAME": "bad; unknown_directive on"}
-    proc = run_inv("rollback", "--env", "local", env=vars_)
-    assert proc.returncode == 1 and "nginx -t rejected the new config" in proc.stderr, proc.stderr
-    assert "NOT reloaded" in proc.stderr
-    assert (Path(t.dir) / "nginx" / "nginx.conf").read_text() == before
+    from iosops.errors import OperationFailed
+
+    bad_env = load_env("local", environ={**edge["vars"], "IOSOPS_DEPLOY__SERVER_NAME": "bad; unknown_directive on"})
+    t = bg.targets(bad_env, Runner())[0]
+    colour = bg.active_colour(t)
+    conf = Path(t.dir) / "nginx" / "nginx.conf"
+    before = conf.read_text()
+    with pytest.raises(OperationFailed, match=r"nginx -t rejected the new config .*NOT reloaded"):
+        bg.switch(t, colour)
+    assert conf.read_text() == before  # the previous file is back
+    assert docker("exec", bg.nginx_id(t), "nginx", "-t", "-q", "-c", "/etc/nginx/iosops/nginx.conf").returncode == 0
     assert requests.get(url(edge, "/health"), verify=False, timeout=5).status_code == 200
 
 
