@@ -429,7 +429,7 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
     idle = "blue" if active is None else ng.other(active)
     result = DeployResult(env.name, image, idle, active, [t.name for t in ts])
     def step(text: str) -> None:
-        text = f"[{time.monotonic() - start:5.1f}s] {text}"
+        text = f"[{time.monotonic() - start:5.1f}s] {'(dry-run, not checked) ' if runner.dry_run else ''}{text}"
         result.steps.append(text)
         say(text)
 
@@ -529,7 +529,7 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
                 drain(t)
             raise OperationFailed(f"{idle} answered {errors}/{total} requests with 5xx after the switch "
                                   f"(> {env.cfg.deploy.max_error_rate:.1%}); rolled back: traffic back on {active} "
-                                  f"(api-{idle} kept stopped-free for inspection)")
+                                  f"(api-{idle} left running without traffic for inspection)")
         step(f"error rate after switch: {errors}/{total} 5xx over {window}s")
 
     for t in ts:
