@@ -29,14 +29,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def edge(api_image, offline_images):
-    """A first deploy (blue) of a fresh stack; the env vars make `inv` subprocesses target it."""
+def edge(api_image, offline_images, tmp_path_factory):
+    """A first deploy (blue) of a fresh stack; the env vars make `inv` subprocesses target it. Its own
+    state dir: lock and audit log are this stack's alone (other runs may use env local meanwhile)."""
     from iosops.build.offline import build_offline
 
     name = f"iosops-itest-edge-{uuid.uuid4().hex[:6]}"
+    state = tmp_path_factory.mktemp("edge-state")
     vars_ = {"IOSOPS_STACK__NAME": name, "IOSOPS_DEPLOY__HTTP_PORT": str(free_port()),
              "IOSOPS_DEPLOY__HTTPS_PORT": str(free_port()), "IOSOPS_STACK__LABELS": '{"iosops.test": "1"}',
-             "IOSOPS_STATE_DIR": str(TEST_STATE)}
+             "IOSOPS_STATE_DIR": str(state)}
     env = load_env("local", environ=vars_)
     build_offline(env, Runner(), ("nginx",))
     tag = api_image.image.rsplit(":", 1)[1]
@@ -265,7 +267,7 @@ def test_bad_input_is_refused_before_anything_changes(edge, tmp_path):
     # a second deploy while the lock is held names the holder
     from iosops.ops import EnvLock
 
-    lock = EnvLock(TEST_STATE, "local")
+    lock = EnvLock(Path(edge["vars"]["IOSOPS_STATE_DIR"]), "local")
     lock.acquire("deploy", "test holds it")
     try:
         proc = run_inv("deploy", "--env", "local", "--tag", edge["tag"], env=edge["vars"])
@@ -290,3 +292,40 @@ def test_fresh_stack_refuses_busy_port_and_missing_certificate(api_image):
     assert proc.returncode == 2 and "TLS certificate" in proc.stderr and "is missing" in proc.stderr, proc.stderr
     assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={name}").stdout.strip() == ""
     shutil.rmtree(TEST_STATE / "stacks" / name, ignore_errors=True)
+
+
+def test_error_rate_after_switch_rolls_back_automatically(edge):
+    """A release that passes its checks but answers 5xx to real traffic after the switch: a share of
+    the load hits a path the API answers with 500 (an OFFSET beyond PostgreSQL's bigint), and with
+    max_error_rate 5% the deploy must switch back by itself; the good requests lose nothing."""
+    new = retag(edge["image"], "itest-errors")
+    t = bg.targets(edge["env"], Runner())[0]
+    before = bg.active_colour(t)
+    vars_ = {**edge["vars"], "IOSOPS_DEPLOY__MAX_ERROR_RATE": "0.05", "IOSOPS_DEPLOY__ERROR_WINDOW_S": "4"}
+    good = Load(edge["https"], rate=60, min_count=600).start()
+    bad = Load(edge["https"], path="/items?limit=1&offset=99999999999999999999999", rate=20, min_count=200, expect=500).start()
+    try:
+        good.wait_sent(60)
+        proc = run_inv("deploy", "--env", "local", "--tag", new.rsplit(":", 1)[1], env=vars_)
+    finally:
+        g, b = good.stop(), bad.stop()
+        docker("rmi", new)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()[-1]
+    assert "with 5xx after the switch" in err and f"rolled back: traffic back on {before}" in err, err
+    assert bg.active_colour(t) == before
+    assert g.failed == 0 and g.sent >= 600, g
+    assert b.statuses.get(500, 0) > 0 and b.failed == 0, b  # the bad path failed the same way throughout
+    assert requests.get(url(edge, "/health"), verify=False, timeout=5).status_code == 200
+
+
+def test_deploy_dry_run_plans_the_switch_and_changes_nothing(edge):
+    t = bg.targets(edge["env"], Runner())[0]
+    before = (Path(t.dir) / "nginx/conf.d/upstream.conf").read_text()
+    proc = run_inv("deploy", "--env", "local", "--tag", edge["tag"], "--dry-run", "--json", env=edge["vars"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads(proc.stdout)["plan"]
+    test_at = next(i for i, p in enumerate(plan) if "nginx -t" in p)
+    reload_at = next(i for i, p in enumerate(plan) if p.endswith("-s reload"))
+    assert test_at < reload_at
+    assert (Path(t.dir) / "nginx/conf.d/upstream.conf").read_text() == before
