@@ -275,6 +275,27 @@ def write_stack_files(t: Target, images: dict[str, str]) -> None:
             t.put(rel, src.read_text())
 
 
+def datastores_fingerprint(t: Target, images: dict[str, str]) -> str:
+    """What decides the datastores' containers: the compose file, labels and every non-API setting."""
+    import hashlib
+
+    env_lines = [l for l in stack_env(t.env, images, t).splitlines() if not l.startswith("API_IMAGE_")]
+    text = "\n".join([t.env.path(t.env.cfg.deploy.compose_file).read_text(), json.dumps(t.env.cfg.stack.labels,
+                      sort_keys=True), *env_lines, ",".join(t.env.cfg.deploy.profiles)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def all_healthy(t: Target, services: list[str]) -> bool:
+    for svc in services:
+        ids = t.containers(svc)
+        if not ids:
+            return False
+        for cid in ids:
+            if t.runner.run(d.health_status(cid), mutating=False, check=False).stdout.strip() != "healthy":
+                return False
+    return True
+
+
 # -- waiting and checking ------------------------------------------------------------------------------
 def poll(runner: Runner, text: str, fn: Callable[[], Optional[str]], timeout: float, interval: float = 0.5) -> None:
     """Call fn until it returns None (done) or the timeout passes (OperationFailed with its last word)."""
@@ -448,11 +469,17 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
     started: list[Target] = []
     try:
         for t in ts:
-            base = t.base()
+            # Look, then act: datastores whose definition did not change since the last deploy and that
+            # are healthy are left alone (a compose run costs seconds); anything else goes through `up`.
             core = ["postgres", "redis"] + (["elasticsearch"] if "search" in env.cfg.deploy.profiles else [])
-            t.runner.run(cc.up(base, core))
-            for svc in ("postgres", "redis"):
-                wait_service_healthy(t, svc, env.cfg.deploy.health_timeout_s)
+            fp = datastores_fingerprint(t, states[t.name].get("images", {}))
+            if states[t.name].get("datastores") == fp and all_healthy(t, core):
+                step(f"[{t.name}] no change: {', '.join(core)} healthy and unchanged")
+            else:
+                t.runner.run(cc.up(t.base(), core))
+                for svc in core:
+                    wait_service_healthy(t, svc, env.cfg.deploy.health_timeout_s)
+            states[t.name]["datastores"] = fp
         # Migrations once (the database is shared by the hosts), before any new code serves.
         t0 = ts[0]
         mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", ["python3", "-c", MIGRATE],
