@@ -129,7 +129,7 @@ class HostsCfg(Strict):
     authorized_key_file: str = ""  # public key given to the deploy user
     base_dir: str = "/srv/iosops"
     log_dir: str = "/var/log/iosops"
-    packages: list[str] = ["docker.io", "nftables", "logrotate", "openssl", "python3"]
+    packages: list[str] = ["docker.io", "docker-compose", "nftables", "logrotate", "openssl", "python3"]
     sysctl: dict[str, str] = {"net.core.somaxconn": "4096", "net.ipv4.ip_local_port_range": "10240 65000",
                               "net.ipv4.tcp_fin_timeout": "15", "vm.max_map_count": "262144"}
     # Containers cannot change kernel parameters (/proc/sys is read-only): test hosts persist the
