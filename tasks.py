@@ -6,7 +6,7 @@ from invoke import Collection
 # `inv ... | head` must end quietly, like any Unix tool, not with a BrokenPipeError traceback.
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
-from iosops.tasks import backup, build, ci, config, images, k8s, lock, monitoring, stack  # noqa: E402
+from iosops.tasks import backup, build, ci, config, deploy, images, k8s, lock, monitoring, stack  # noqa: E402
 
 ns = Collection()
 ns.add_task(build.build)
@@ -16,6 +16,10 @@ ns.add_task(backup.backup)
 ns.add_task(backup.restore_)
 ns.add_task(backup.dr_drill)
 ns.add_collection(Collection("backups", backup.list_, backup.verify, backup.prune))
+ns.add_task(deploy.deploy)
+ns.add_task(deploy.rollback)
+ns.add_task(deploy.provision)
+ns.add_task(deploy.verify_hosts)
 ns.add_collection(Collection.from_module(ci, name="ci"))
 ns.add_collection(Collection.from_module(config, name="config"))
 ns.add_collection(Collection.from_module(images, name="images"))

@@ -175,6 +175,70 @@ class MonitoringCfg(Strict):
     slack_webhook_secret: str = "slack_webhook_url"
     # false (local): run without a webhook when the secret is missing; notifications then fail visibly.
     require_slack: bool = True
+class TlsCfg(Strict):
+    # Paths on the host that runs nginx. Relative paths are under the stack's project directory.
+    cert: str = "nginx/certs/fullchain.pem"
+    key: str = "nginx/certs/privkey.pem"
+    # Local only: make a self-signed certificate (openssl) when none exists or it expired.
+    self_signed: bool = False
+    self_signed_days: PositiveInt = 30
+
+
+class DeployCfg(Strict):
+    """Blue-green deploys of the compose stack (docker/compose.yml) behind nginx."""
+    compose_file: str = "docker/compose.yml"
+    # Where the rendered stack (compose file, nginx config, certs, secrets, state) lives on a host;
+    # empty: <state_dir>/stacks/<stack.name> on this machine, /srv/iosops/<stack.name> on SSH hosts.
+    project_dir: str = ""
+    replicas: PositiveInt = 2
+    http_port: int = Field(80, ge=1, le=65535)
+    https_port: int = Field(443, ge=1, le=65535)
+    server_name: str = "_"
+    tls: TlsCfg = TlsCfg()
+    rate_limit_rps: PositiveInt = 20
+    rate_limit_burst: PositiveInt = 40
+    client_max_body_size: str = "1m"
+    health_timeout_s: PositiveInt = 120
+    # After Docker says healthy (liveness), every replica's /ready must answer 200 within this.
+    ready_timeout_s: PositiveInt = 30
+    smoke_paths: list[str] = ["/health", "/ready", "/version", "/items?limit=1"]
+    # After the switch: the new colour's 5xx share in nginx's log over this window decides rollback.
+    error_window_s: float = Field(5.0, ge=0)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    drain_timeout_s: PositiveInt = 30
+    # Compose profiles to start as well (monitoring, search); the core stack is always started.
+    profiles: list[str] = []
+    # Run testinfra checks of the hosts and the stack before traffic switches (and after provision).
+    verify_hosts: bool = True
+
+
+class HostCfg(Strict):
+    address: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str = "root"
+    key_file: str = ""
+
+
+class HostsCfg(Strict):
+    """SSH hosts of a compose env, and what `inv provision` makes true on each."""
+    hosts: list[HostCfg] = []
+    deploy_user: str = "deploy"
+    deploy_uid: int = Field(1500, ge=100)
+    authorized_key_file: str = ""  # public key given to the deploy user
+    base_dir: str = "/srv/iosops"
+    log_dir: str = "/var/log/iosops"
+    packages: list[str] = ["docker.io", "docker-compose", "nftables", "logrotate", "openssl", "python3"]
+    sysctl: dict[str, str] = {"net.core.somaxconn": "4096", "net.ipv4.ip_local_port_range": "10240 65000",
+                              "net.ipv4.tcp_fin_timeout": "15", "vm.max_map_count": "262144"}
+    # Containers cannot change kernel parameters (/proc/sys is read-only): test hosts persist the
+    # file and say it is not applied; real hosts apply and verify the live values.
+    sysctl_live: bool = True
+    nofile_limit: PositiveInt = 65536
+    allowed_tcp_ports: list[int] = [22, 80, 443]
+    # A real host runs the Docker engine; a test host (a container) cannot (no privileged containers):
+    # then only the docker CLI and package are provisioned/verified, and the report says so.
+    require_engine: bool = True
+    connect_timeout_s: PositiveInt = 10
 
 
 class EnvConfig(Strict):
@@ -190,6 +254,8 @@ class EnvConfig(Strict):
     backup: BackupCfg = BackupCfg()
     k8s: K8sCfg = K8sCfg()
     monitoring: MonitoringCfg = MonitoringCfg()
+    deploy: DeployCfg = DeployCfg()
+    hosts: HostsCfg = HostsCfg()
     secrets: dict[str, SecretRef] = {}
 
 

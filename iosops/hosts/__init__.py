@@ -1,0 +1,1 @@
+"""SSH hosts of compose envs: `inv provision` (provision.py) and `inv verify-hosts` (verify.py, testinfra)."""

@@ -1,0 +1,158 @@
+"""Pure parts of the deploy: nginx rendering (checked by the real `nginx -t`), log parsers, the
+compose file's shape (isolation, labels, limits, healthchecks) and the dry-run plan of a deploy."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iosops.config import load_env
+from iosops.deploy import bluegreen as bg
+from iosops.deploy import nginx as ng
+from iosops.errors import BadInput
+from iosops.hosts import files as hf
+from tests.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker/compose.yml").read_text())
+
+
+@pytest.fixture
+def env():
+    return load_env("local", environ={})
+
+
+def test_upstream_renders_the_colour_and_parses_back():
+    tmpl = (ROOT / ng.UPSTREAM_TEMPLATE).read_text()
+    for colour in ng.COLOURS:
+        text = ng.render_upstream(tmpl, colour)
+        assert f"server api-{colour}:8000 max_fails=3 fail_timeout=10s;" in text and "keepalive 32;" in text
+        assert ng.parse_active(text) == colour
+    assert ng.parse_active("") is None
+    with pytest.raises(BadInput):
+        ng.render_upstream(tmpl, "red")
+
+
+def test_main_config_has_the_edge_rules(env):
+    text = ng.render_main(env, (ROOT / ng.TEMPLATE).read_text())
+    assert "{{" not in text
+    for line in ("ssl_protocols TLSv1.2 TLSv1.3;", "limit_req_status 429;", "gzip on;", "location ^~ /metrics",
+                 "return 301 https://$host:8443$request_uri;", "client_max_body_size 1m;",
+                 "Strict-Transport-Security", "Content-Security-Policy", "proxy_next_upstream error timeout"):
+        assert line in text, line
+    assert "rate=200r/s" in text and "burst=200 nodelay" in text
+
+
+@pytest.mark.skipif(not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx from bootstrap")
+def test_rendered_config_passes_real_nginx_t(env, tmp_path):
+    """The Debian nginx of this machine (bootstrap installs it) checks the rendered files."""
+    conf_dir = tmp_path / "iosops"
+    (conf_dir / "conf.d").mkdir(parents=True)
+    main = ng.render_main(env, (ROOT / ng.TEMPLATE).read_text())
+    # Point container paths at the temp dir; upstream host resolved from /etc/hosts (localhost).
+    main = main.replace("/etc/nginx/iosops-tls", str(tmp_path / "tls")).replace("/etc/nginx/iosops", str(conf_dir))
+    main = main.replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;").replace(
+        "access_log /var/log/nginx/access.log json;", f"access_log {tmp_path}/access.log json;")
+    (conf_dir / "nginx.conf").write_text(main)
+    (conf_dir / "conf.d/upstream.conf").write_text(
+        ng.render_upstream((ROOT / ng.UPSTREAM_TEMPLATE).read_text(), "blue").replace("api-blue", "localhost"))
+    (tmp_path / "tls").mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "1", "-subj", "/CN=t", "-keyout", str(tmp_path / "tls/privkey.pem"),
+                    "-out", str(tmp_path / "tls/fullchain.pem")], check=True, capture_output=True)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.run([nginx, "-t", "-q", "-c", str(conf_dir / "nginx.conf"), "-p", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    bad = main.replace("server_name localhost;", "server_name x; bogus_directive on;", 1)
+    (conf_dir / "nginx.conf").write_text(bad)
+    proc = subprocess.run([nginx, "-t", "-q", "-c", str(conf_dir / "nginx.conf"), "-p", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "bogus_directive" in proc.stderr
+
+
+def test_bad_body_size_is_bad_input():
+    env = load_env("local", environ={"IOSOPS_DEPLOY__CLIENT_MAX_BODY_SIZE": "1 gigabyte"})
+    with pytest.raises(BadInput, match="client_max_body_size"):
+        ng.render_main(env, (ROOT / ng.TEMPLATE).read_text())
+
+
+def test_error_rate_counts_only_the_new_colour_after_the_switch():
+    lines = [json.dumps({"msec": 10.0, "colour": "green", "status": 500}),   # before the switch
+             json.dumps({"msec": 20.0, "colour": "blue", "status": 502}),    # old workers finishing
+             json.dumps({"msec": 20.1, "colour": "green", "status": 200}),
+             json.dumps({"msec": 20.2, "colour": "green", "status": 503}),
+             "nginx: [warn] not json", "{broken"]
+    assert ng.error_rate(lines, "green", 15.0) == (1, 2)
+
+
+def test_shutting_down_workers_are_counted():
+    text = "nginx: master process nginx -c x\nnginx: worker process is shutting down\nnginx: worker process\n"
+    assert ng.parse_shutting_down(text) == 1
+
+
+def test_compose_isolates_datastores_and_labels_everything():
+    svcs, nets = COMPOSE["services"], COMPOSE["networks"]
+    assert nets["data"]["internal"] is True and nets["app"]["internal"] is True and not nets["edge"].get("internal")
+    assert svcs["nginx"]["networks"] == ["edge", "app"]
+    for ds in ("postgres", "redis", "elasticsearch"):
+        assert svcs[ds]["networks"] == ["data"] and "ports" not in svcs[ds]
+    core = {"api-blue", "api-green", "postgres", "redis", "nginx"}
+    assert {k for k, v in svcs.items() if not v.get("profiles")} == core
+    assert svcs["elasticsearch"]["profiles"] == ["search"]
+    assert {k for k, v in svcs.items() if v.get("profiles") == ["monitoring"]} == {
+        "prometheus", "alertmanager", "postgres-exporter", "redis-exporter", "node-exporter", "grafana"}
+    for name, svc in svcs.items():
+        for key in ("healthcheck", "restart", "logging", "mem_limit", "labels"):
+            assert key in svc, f"{name} has no {key}"
+        assert svc["labels"]["iosops.stack"] == "${IOSOPS_STACK}"
+    for kind in ("networks", "volumes"):
+        for name, spec in COMPOSE[kind].items():
+            assert "iosops.stack" in spec["labels"], f"{kind} {name}"
+    assert "./monitoring/prometheus:/etc/prometheus:ro" in svcs["prometheus"]["volumes"]
+    assert "./monitoring/alertmanager:/etc/alertmanager:ro" in svcs["alertmanager"]["volumes"]
+    # secrets are files, never environment values
+    assert svcs["api-blue"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert not any("PASSWORD=" in str(v) for s in svcs.values() for v in (s.get("environment") or {}).values())
+
+
+def test_labels_override_keeps_network_definitions(env):
+    env = load_env("local", environ={"IOSOPS_STACK__LABELS": '{"iosops.test": "1"}'})
+    over = yaml.safe_load(bg.labels_override(env, (ROOT / "docker/compose.yml").read_text()))
+    assert over["networks"]["data"]["internal"] is True  # compose 1.29 replaces, it does not merge
+    assert over["networks"]["data"]["labels"]["iosops.test"] == "1"
+    assert over["services"]["nginx"]["labels"] == {"iosops.test": "1"}
+
+
+def test_stack_env_has_no_secret(env, monkeypatch, tmp_path):
+    t = bg.Target(env, bg.Runner(), bg.PurePosixPath(tmp_path))
+    text = bg.stack_env(env, {"blue": "iosops/api:a"}, t)
+    assert "API_IMAGE_BLUE=iosops/api:a\n" in text and "API_IMAGE_GREEN=iosops/api:none\n" in text
+    assert "PASSWORD" not in text
+
+
+def test_provisioned_files_render(env):
+    env = load_env("staging", environ={})
+    nft = hf.nftables_conf(env)
+    assert "policy drop;" in nft and "tcp dport { 22, 80, 443 } accept" in nft and "flush ruleset" not in nft
+    assert "net.core.somaxconn = 4096" in hf.sysctl_conf(env)
+    assert "deploy hard nofile 65536" in hf.limits_conf(env)
+    assert json.loads(hf.daemon_json(env))["log-opts"]["max-size"] == "10m"
+    assert hf.directories(env)["/srv/iosops"] == (0o750, "deploy")
+
+
+def test_kubernetes_target_without_module_is_bad_input(monkeypatch):
+    import builtins
+
+    from iosops.tasks import deploy as tasks
+
+    real = builtins.__import__
+
+    def no_k8s(name, *a, **k):
+        if name.startswith("iosops.k8s"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_k8s)
+    with pytest.raises(BadInput, match="Kubernetes target is not available in this build"):
+        tasks._kubernetes()
