@@ -35,6 +35,16 @@ def timed_shell(cmd: str, env: dict) -> float:
     return time.monotonic() - t0
 
 
+def wait_archive_drained(lab, timeout: float = 600) -> None:
+    """Shutting a cluster down waits for its WAL archive backlog: drain the baseline's WAL first."""
+    lab.sql("SELECT pg_switch_wal()")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.sql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == "0":
+            return
+        time.sleep(0.5)
+
+
 def main() -> int:
     size = sys.argv[sys.argv.index("--size") + 1] if "--size" in sys.argv else "small"
     as_json = "--json" in sys.argv
@@ -63,6 +73,7 @@ def main() -> int:
             # Flush the baseline's dirty pages now (untimed, in the baseline's favour) so our restore's
             # stop of the live cluster does not pay for the baseline's writes.
             lab.sql("CHECKPOINT")
+            wait_archive_drained(lab)
             t0 = time.monotonic()
             res = restore(env, QUIET, backup_id=man.id, safety=False)
             t_restore = time.monotonic() - t0
