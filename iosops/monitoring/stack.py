@@ -58,6 +58,11 @@ class MonUpResult:
     seconds: float = 0.0
 
 
+def metrics_dir(env: Env) -> str:
+    """Folder of the backup textfile metrics (Docker creates it on first mount if missing)."""
+    return str(env.path(env.cfg.backup.metrics_file).parent)
+
+
 def names(env: Env) -> dict[str, str]:
     n = env.cfg.stack.name
     return {"prometheus": f"{n}-prometheus", "alertmanager": f"{n}-alertmanager",
@@ -159,9 +164,11 @@ def services(env: Env, cdir: Path, fp: dict[str, str]) -> list[MonService]:
             # Host /proc and /sys only. Host filesystems would need `/` mounted into the container, which
             # pins other containers' network namespaces on the daemon (a network then cannot be removed);
             # real hosts run the prometheus-node-exporter package instead, with filesystem metrics.
-            volumes=["/proc:/host/proc:ro", "/sys:/host/sys:ro"],
+            # The backup and WAL metrics (iosops_backup_*, iosops_wal_*, iosops_drill_*) are textfiles in
+            # the folder of backup.metrics_file: the textfile collector exports them.
+            volumes=["/proc:/host/proc:ro", "/sys:/host/sys:ro", f"{metrics_dir(env)}:/textfile:ro"],
             command=["--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--no-collector.filesystem",
-                     "--web.listen-address=:9100"])),
+                     "--collector.textfile.directory=/textfile", "--web.listen-address=:9100"])),
         MonService("alertmanager", n["alertmanager"], img.alertmanager, d.run_detached(
             n["alertmanager"], img.alertmanager, network=net, network_alias="alertmanager",
             labels=labels_for("alertmanager"), memory="128m",

@@ -26,11 +26,15 @@ def deploy(c, env=None, tag="", allow_destructive=False, dry_run=False, json_=Fa
         if e.cfg.target == "kubernetes":
             k8s = _kubernetes()
             result = k8s.deploy(e, runner, tag=tag or None)
-            data = result if isinstance(result, dict) else getattr(result, "__dict__", {"result": str(result)})
-            lines = [f"deployed to kubernetes: {data}"]
+            data = result.as_dict()
+            lines = [f"{e.name}: {result.tag} is live on {result.live}", *result.steps]
         else:
             from iosops.deploy.bluegreen import deploy as bg_deploy
 
+            if e.cfg.target == "local":  # this machine: images come from Debian packages, built if missing
+                from iosops.build.offline import build_offline
+
+                build_offline(e, runner, ("python", "postgres", "redis", "nginx"))
             image = image_ref(e, tag) if tag else build_image(e, runner).image
             result = bg_deploy(e, runner, image, allow_destructive=allow_destructive)
             data = result.__dict__
@@ -48,8 +52,8 @@ def rollback(c, env=None, dry_run=False, json_=False):
     with mutating("rollback", env, {}, dry_run=dry_run, as_json=json_) as (e, runner):
         if e.cfg.target == "kubernetes":
             result = _kubernetes().rollback(e, runner)
-            data = result if isinstance(result, dict) else getattr(result, "__dict__", {"result": str(result)})
-            lines = [f"rolled back on kubernetes: {data}"]
+            data = result.as_dict()
+            lines = [f"{e.name}: rolled back to {result.live} ({result.tag})", *result.steps]
         else:
             from iosops.deploy.bluegreen import rollback as bg_rollback
 
