@@ -4,6 +4,7 @@ release whose /ready fails, `inv rollback`, and the deploy's refusals (bad input
 
 Load goes to 127.0.0.1 only, bounded in count and time (iosops.deploy.loadgen)."""
 import json
+import time
 import os
 import shutil
 import socket
@@ -321,6 +322,12 @@ def test_error_rate_after_switch_rolls_back_automatically(edge):
     # good requests are not held to 0 lost; every failure must still be nginx's 502, never a dropped
     # connection at the edge.
     assert g.sent >= 600 and set(g.statuses) <= {200, 502} and not g.errors, g
+    # The edge serves again once nginx's fail_timeout (10 s) has passed for replicas it marked down.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if requests.get(url(edge, "/health"), verify=False, timeout=5).status_code == 200:
+            break
+        time.sleep(0.5)
     assert requests.get(url(edge, "/health"), verify=False, timeout=5).status_code == 200
 
 
