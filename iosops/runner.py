@@ -71,6 +71,10 @@ class CommandFailed(OperationFailed):
         self.result = result
 
 
+def not_installed(program: Arg) -> OperationFailed:
+    return OperationFailed(f"{program} is not installed or not on PATH; run scripts/bootstrap.sh")
+
+
 def _say_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -125,7 +129,7 @@ class Runner:
                 proc = subprocess.run(reveal(argv), capture_output=True, text=True, env=full_env, input=input,
                                       cwd=cwd, timeout=timeout)
             except FileNotFoundError:
-                raise OperationFailed(f"{argv[0]} is not installed or not on PATH; run scripts/bootstrap.sh") from None
+                raise not_installed(argv[0]) from None
             except subprocess.TimeoutExpired:
                 raise OperationFailed(f"timed out after {timeout}s: {redact(text)}") from None
             result = Result(proc.returncode, proc.stdout, proc.stderr)
@@ -138,7 +142,7 @@ class Runner:
         try:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
         except FileNotFoundError:
-            raise OperationFailed(f"{argv[0]} is not installed or not on PATH; run scripts/bootstrap.sh") from None
+            raise not_installed(argv[0]) from None
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
@@ -202,7 +206,7 @@ class Runner:
                 try:
                     p = subprocess.Popen(reveal(argv), stdin=prev, stdout=stdout, stderr=errs[i], env=full_env)
                 except FileNotFoundError:
-                    raise OperationFailed(f"{argv[0]} is not installed or not on PATH; run scripts/bootstrap.sh") from None
+                    raise not_installed(argv[0]) from None
                 if procs and procs[-1].stdout:
                     procs[-1].stdout.close()  # the next stage owns it now (SIGPIPE propagates)
                 procs.append(p)
