@@ -2,7 +2,6 @@
 a dead webhook costs at most a few bounded retries and a warning line."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -34,15 +33,22 @@ def webhook(env: Env, runner: Runner, text: str, attempts: int = 3, timeout: flo
     return False
 
 
-def write_metrics(env: Env, runner: Runner, values: dict[str, float], labels: Optional[dict] = None) -> None:
-    """Merge `values` into the node-exporter textfile (one file; atomic rename)."""
-    path = env.path(env.cfg.backup.metrics_file)
-    current: dict[str, str] = {}
+def read_textfile(path: Path) -> dict[str, float]:
+    """A Prometheus textfile as {series: value} ("name{labels}" -> float); missing file: {}."""
+    out: dict[str, float] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             if line and not line.startswith("#"):
                 k, _, v = line.rpartition(" ")
-                current[k] = v
+                out[k] = float(v)
+    return out
+
+
+def write_metrics(env: Env, runner: Runner, values: dict[str, float], labels: Optional[dict] = None,
+                  path: Optional[Path] = None) -> None:
+    """Merge `values` into a node-exporter textfile (default backup.metrics_file; atomic rename)."""
+    path = path or env.path(env.cfg.backup.metrics_file)
+    current = read_textfile(path)
     lab = {"env": env.name, **(labels or {})}
     for name, v in values.items():
         series_labels = dict(lab)
@@ -52,12 +58,6 @@ def write_metrics(env: Env, runner: Runner, values: dict[str, float], labels: Op
                 k, _, val = kv.partition("=")
                 series_labels[k] = val.strip('"')
         key = name + "{" + ",".join(f'{k}="{v2}"' for k, v2 in sorted(series_labels.items())) + "}"
-        current[key] = repr(float(v))
-    body = "".join(f"{k} {v}\n" for k, v in sorted(current.items()))
+        current[key] = float(v)
+    body = "".join(f"{k} {v!r}\n" for k, v in sorted(current.items()))
     runner.write_file(path, body, mode=0o644)
-    if not runner.dry_run:
-        os.utime(path, (time.time(), time.time()))
-
-
-def metrics_text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""

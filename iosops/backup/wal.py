@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -150,25 +149,17 @@ def command_line(env, action: str) -> str:
 def wal_metrics(env, ok: bool) -> None:
     """iosops_wal_archive_last_success_timestamp_seconds / iosops_wal_archive_failures_total in a textfile
     beside backup.metrics_file. Best effort: archiving must never fail because metrics could not be written."""
+    from ..runner import Runner
+    from .notify import read_textfile, write_metrics
+
     try:
         path = env.path(env.cfg.backup.metrics_file).with_name("iosops_wal.prom")
-        values = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line and not line.startswith("#"):
-                    k, _, v = line.rpartition(" ")
-                    values[k] = float(v)
-        lab = f'{{env="{env.name}"}}'
-        values.setdefault(f"iosops_wal_archive_failures_total{lab}", 0.0)
+        failures = read_textfile(path).get(f'iosops_wal_archive_failures_total{{env="{env.name}"}}', 0.0)
+        values = {"iosops_wal_archive_failures_total": failures + (0 if ok else 1)}
         if ok:
-            values[f"iosops_wal_archive_last_success_timestamp_seconds{lab}"] = time.time()
-        else:
-            values[f"iosops_wal_archive_failures_total{lab}"] += 1
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(f"{k} {v!r}\n" for k, v in sorted(values.items())))
-        os.replace(tmp, path)
-    except OSError:
+            values["iosops_wal_archive_last_success_timestamp_seconds"] = time.time()
+        write_metrics(env, Runner(say=lambda line: None), values, path=path)
+    except (OSError, ValueError):
         pass
 
 
