@@ -26,8 +26,10 @@ async def lifespan(app: FastAPI):
                                          kwargs={"row_factory": dict_row})
     # open(wait=False): the process must start (and answer /health) even while PostgreSQL is down.
     await app.state.pool.open(wait=False)
+    # health_check_interval: an idle pooled connection is PINGed before reuse, so a Redis restart does not
+    # leave dead sockets behind in a worker's pool.
     app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.check_timeout_s,
-                                        socket_connect_timeout=settings.check_timeout_s)
+                                        socket_connect_timeout=settings.check_timeout_s, health_check_interval=5)
     app.state.http = httpx.AsyncClient(timeout=settings.check_timeout_s)
     try:
         yield
@@ -62,7 +64,13 @@ async def _check_postgres() -> None:
 
 
 async def _check_redis() -> None:
-    await app.state.redis.ping()
+    try:
+        await app.state.redis.ping()
+    except Exception:
+        # Drop every pooled connection: the next check (and request) reconnects and re-resolves the host,
+        # instead of reusing sockets to a Redis that restarted (possibly at a new address).
+        await app.state.redis.connection_pool.disconnect()
+        raise
 
 
 async def _check_elasticsearch() -> None:
