@@ -121,17 +121,35 @@ def download(env: Env, runner: Runner, store, art: Artifact, consumer_argv: Opti
             stages = [["cat"]]
         raw = None if runner.skip(mutating) else store.open_read(art.key)
         reader = HashingReader(raw) if raw is not None else None
-        runner.stream(*stages, source=reader if reader else _Named(f"{store.url}/{art.key}"),
-                      stdout_path=stdout_path, mutating=mutating)
+        try:
+            runner.stream(*stages, source=reader if reader else _Named(f"{store.url}/{art.key}"),
+                          stdout_path=stdout_path, mutating=mutating)
+        except OperationFailed:
+            # A damaged object usually breaks zstd/age first: say so when the bytes prove it.
+            if reader is not None:
+                _check(art, _drain(reader), reader.size)
+            raise
         if reader is None:
             return ""
-        while reader.read(1 << 20):  # consumer may stop before EOF (tar); hash everything
-            pass
-        digest = reader.sha.hexdigest()
-    if digest != art.sha256 or reader.size != art.size:
-        raise OperationFailed(f"artifact {art.key} is corrupt: sha256 {digest[:12]}… size {reader.size} does not "
-                              f"match the manifest ({art.sha256[:12]}… size {art.size})")
+        digest = _drain(reader)
+    _check(art, digest, reader.size)
     return digest
+
+
+class CorruptArtifact(OperationFailed):
+    """The stored bytes are not the bytes the manifest recorded."""
+
+
+def _drain(reader: HashingReader) -> str:
+    while reader.read(1 << 20):  # the consumer may stop before EOF (tar); hash everything
+        pass
+    return reader.sha.hexdigest()
+
+
+def _check(art: Artifact, digest: str, size: int) -> None:
+    if digest != art.sha256 or size != art.size:
+        raise CorruptArtifact(f"artifact {art.key} is corrupt: sha256 {digest[:12]}… size {size} does not "
+                              f"match the manifest ({art.sha256[:12]}… size {art.size})") from None
 
 
 class _Named:

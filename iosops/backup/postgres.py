@@ -8,7 +8,7 @@ from typing import Optional
 from ..commands import pg
 from ..config import Env, PostgresSource
 from ..errors import OperationFailed
-from ..runner import Runner
+from ..runner import CommandFailed, Runner
 from ..secrets import Secret
 from .manifest import PostgresInfo
 
@@ -33,13 +33,25 @@ def query(env: Env, runner: Runner, sql: str, dbname: Optional[str] = None) -> s
                       env=pg_env(env)).stdout.strip()
 
 
-def fingerprint(env: Env, runner: Runner) -> dict:
-    """Per-table row count and an order-independent content checksum."""
+def fingerprint(env: Env, runner: Runner, like: Optional[dict] = None) -> dict:
+    """Per-table row count and an order-independent content checksum, with the hash method used.
+
+    Each table is hashed per column (`record`) unless a column type has no hash function, then by its
+    text form (`text`). With `like` (a fingerprint from a manifest) a table is hashed the way it was
+    then, so a restore is compared like with like (manifests without a method used `text`)."""
     tables = [t for t in query(env, runner, pg.TABLES_SQL).splitlines() if t]
+    known = (like or {}).get("tables", {})
     out = {}
     for t in tables:
-        count, checksum = query(env, runner, pg.table_fingerprint_sql(t)).split()
-        out[t] = {"rows": int(count), "checksum": checksum}
+        method = known[t].get("hash", "text") if t in known else "record"
+        try:
+            count, checksum = query(env, runner, pg.table_fingerprint_sql(t, method)).split()
+        except CommandFailed as exc:
+            if method != "record" or "hash function" not in str(exc.result.stderr):
+                raise
+            method = "text"  # e.g. a json column: no hash function for the type
+            count, checksum = query(env, runner, pg.table_fingerprint_sql(t, method)).split()
+        out[t] = {"rows": int(count), "checksum": checksum, "hash": method}
     return {"tables": out}
 
 

@@ -20,7 +20,7 @@ from ..errors import BadInput, IosopsError, OperationFailed
 from ..runner import Runner
 from . import manifest as mf
 from . import postgres
-from .artifacts import download
+from .artifacts import CorruptArtifact, download
 from .catalog import entries, find
 from .pginstance import PgInstance, conf_quote, os_user
 from .run import run_backup
@@ -86,8 +86,11 @@ def check_object(store, art: mf.Artifact) -> None:
             h.update(chunk)
             size += len(chunk)
     if h.hexdigest() != art.sha256 or size != art.size:
-        raise OperationFailed(f"artifact {art.key} is corrupt (sha256/size differ from the manifest); refusing to "
-                              "restore from it — nothing was changed. Pick another backup (inv backups.list)")
+        raise OperationFailed(refusal(f"artifact {art.key} is corrupt (sha256/size differ from the manifest)"))
+
+
+def refusal(what: str) -> str:
+    return f"{what}; refusing to restore from it — nothing was changed. Pick another backup (inv backups.list)"
 
 
 def pg_instance(env: Env) -> PgInstance:
@@ -182,8 +185,8 @@ def _write_recovery(inst: PgInstance, conf: str) -> None:
         inst._chown(inst.data_dir / p)
 
 
-def instance_fingerprint(env: Env, runner: Runner) -> dict:
-    return postgres.fingerprint(env, runner)
+def instance_fingerprint(env: Env, runner: Runner, like: Optional[dict] = None) -> dict:
+    return postgres.fingerprint(env, runner, like)
 
 
 def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,
@@ -202,7 +205,9 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     runner.info(f"restore {plan.base.id} ({plan.target}{' ' + result.target_time if result.target_time else ''}) "
                 f"into {inst.data_dir}")
     for art in plan.base.artifacts:
-        if art.component in comps and art.sha256 and art.kind != "logical-dump":
+        # The base tar is checked while it streams into a staging directory (a mismatch discards the
+        # staging copy before anything live is touched), so it is not read twice.
+        if art.component in comps and art.sha256 and art.kind not in ("logical-dump", "base-tar"):
             runner.call(f"check sha256 of {store.url}/{art.key} before touching anything", check_object, store, art)
     # 1. While the live cluster still serves: unpack the backup beside it, and (in parallel) take its
     #    fingerprint and a safety backup. Nothing live has changed if this part fails.
@@ -226,6 +231,8 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         except IosopsError as exc:
             pre.result()
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, CorruptArtifact):
+                raise OperationFailed(refusal(str(exc))) from None
             raise OperationFailed(f"restore failed before anything live was touched ({exc}); nothing was "
                                   "changed") from None
         pre_fp, result.safety_backup = pre.result()
@@ -245,13 +252,13 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         result.phases["downtime_s"] = round(time.monotonic() - p0, 2)
         p0 = time.monotonic()
         if not runner.dry_run:
-            result.fingerprints = instance_fingerprint(env, runner)
+            want = plan.base.fingerprints.get("postgres", {})
+            result.fingerprints = instance_fingerprint(env, runner, like=want)
             if plan.target == "immediate":
-                want = plan.base.fingerprints.get("postgres", {})
                 if result.fingerprints != want:
                     raise OperationFailed("restored PostgreSQL fingerprints differ from the backup's manifest")
             else:
-                missing = set(plan.base.fingerprints.get("postgres", {}).get("tables", {})) - set(
+                missing = set(want.get("tables", {})) - set(
                     result.fingerprints["tables"])
                 if missing:
                     raise OperationFailed(f"restored PostgreSQL lacks tables present in the backup: {sorted(missing)}")

@@ -87,8 +87,8 @@ def moto():
             time.sleep(0.1)
     import boto3
 
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                 aws_secret_access_key="test").create_bucket(Bucket="ios-backups")
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="itest-key-7f3a",
+                 aws_secret_access_key="itest-secret-91c2").create_bucket(Bucket="ios-backups")
     yield url
     proc.terminate()
     proc.wait(10)
@@ -101,14 +101,14 @@ def s3_overrides(url, **extra):
 
 
 def test_s3_backup_verify_and_restore_through_plain_boto3(lab, moto, monkeypatch):
-    monkeypatch.setenv("ITEST_S3_KEY", "test")
-    monkeypatch.setenv("ITEST_S3_SECRET", "test")
+    monkeypatch.setenv("ITEST_S3_KEY", "itest-key-7f3a")
+    monkeypatch.setenv("ITEST_S3_SECRET", "itest-secret-91c2")
     env = lab.env(**s3_overrides(moto))
     man = run_backup(env, QUIET, only="postgres,redis")
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto, region_name="us-east-1", aws_access_key_id="test",
-                      aws_secret_access_key="test")
+    s3 = boto3.client("s3", endpoint_url=moto, region_name="us-east-1", aws_access_key_id="itest-key-7f3a",
+                      aws_secret_access_key="itest-secret-91c2")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="ios-backups", Prefix="itest/")["Contents"]}
     assert f"itest/backups/{man.id}/manifest.json" in keys
     assert verify(env, QUIET, man.id)[0]["ok"]
@@ -136,8 +136,8 @@ class Always500(http.server.BaseHTTPRequestHandler):
 
 
 def test_store_answering_500s_fails_after_bounded_retries_and_prune_deletes_nothing(lab, monkeypatch):
-    monkeypatch.setenv("ITEST_S3_KEY", "test")
-    monkeypatch.setenv("ITEST_S3_SECRET", "test")
+    monkeypatch.setenv("ITEST_S3_KEY", "itest-key-7f3a")
+    monkeypatch.setenv("ITEST_S3_SECRET", "itest-secret-91c2")
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Always500)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
@@ -154,7 +154,7 @@ def test_store_answering_500s_fails_after_bounded_retries_and_prune_deletes_noth
 
 def test_unreachable_store_is_exit_1_with_a_clear_line(lab):
     cli = {**lab.cli_env(), "IOSOPS_BACKUP__STORE": json.dumps(s3_overrides(f"http://127.0.0.1:{free_port()}")["backup"]["store"]),
-           "ITEST_S3_KEY": "test", "ITEST_S3_SECRET": "test"}
+           "ITEST_S3_KEY": "itest-key-7f3a", "ITEST_S3_SECRET": "itest-secret-91c2"}
     proc = run_inv("backup", "--env", "local", "--only", "redis", env=cli)
     lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("backup ")]
     assert proc.returncode == 1 and "failed after retries" in lines[-1]

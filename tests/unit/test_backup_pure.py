@@ -93,3 +93,12 @@ def test_bgsave_wait_uses_progress_and_save_count_not_lastsave():
 def test_manifest_ids_sort_by_time():
     a, b = mf.new_id(NOW), mf.new_id(NOW + dt.timedelta(seconds=1))
     assert a < b and len(a) == len("20261127T120000Z-abcd")
+
+
+def test_table_fingerprint_sql_methods():
+    from iosops.commands.pg import table_fingerprint_sql
+
+    assert "hash_record_extended(t, 0)" in table_fingerprint_sql("public.a")
+    assert "hashtextextended(t::text, 0)" in table_fingerprint_sql("public.a", "text")
+    with pytest.raises(ValueError):
+        table_fingerprint_sql("public.a", "md5")
