@@ -12,6 +12,7 @@ Run: .venv/bin/python benchmarks/backup.py [--size small|1gb] [--json]   (1gb: ~
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ BIN = "/usr/lib/postgresql/15/bin"
 
 
 def timed_shell(cmd: str, env: dict) -> float:
+    os.sync()  # every timed step starts with no dirty pages left by the one before (untimed)
     t0 = time.monotonic()
     subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, env=env, stdout=subprocess.DEVNULL)
     return time.monotonic() - t0
@@ -63,6 +65,7 @@ def main() -> int:
             t_dump = timed_shell(f"{BIN}/pg_dump {conn} -d ios | gzip -6 > {dump}", pgenv)
             dump_bytes = dump.stat().st_size
             t_raw = timed_shell(f"{BIN}/pg_dump {conn} -d ios -Fc -Z0 > /dev/null", pgenv)
+            os.sync()
             t0 = time.monotonic()
             man = run_backup(env, QUIET, only="postgres")
             t_ours = time.monotonic() - t0
@@ -74,6 +77,7 @@ def main() -> int:
             # stop of the live cluster does not pay for the baseline's writes.
             lab.sql("CHECKPOINT")
             wait_archive_drained(lab)
+            os.sync()
             t0 = time.monotonic()
             res = restore(env, QUIET, backup_id=man.id, safety=False)
             t_restore = time.monotonic() - t0

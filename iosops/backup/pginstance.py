@@ -105,6 +105,11 @@ class PgInstance:
     def stop(self, runner: Runner, check: bool = True) -> None:
         runner.run(pg.as_user(self.os_user, pg.pg_ctl(self.bin_dir, "stop", str(self.data_dir))), check=check)
 
+    def control(self, runner: Runner, data_dir: Optional[Path] = None) -> dict[str, str]:
+        """pg_controldata's identity of the on-disk state (system id, state, latest checkpoint)."""
+        argv = pg.as_user(self.os_user, pg.controldata(self.bin_dir, str(data_dir or self.data_dir)))
+        return pg.parse_controldata(runner.run(argv, mutating=False).stdout)
+
     def running(self, runner: Runner) -> bool:
         if not (self.data_dir / "PG_VERSION").exists():
             return False
@@ -129,7 +134,7 @@ class PgInstance:
                     last = str(exc)
                     if not self.running(runner):
                         break
-                time.sleep(0.3)
+                time.sleep(0.1)
             tail = Path(self.log).read_text().strip().splitlines()[-3:] if Path(self.log).exists() else []
             raise OperationFailed(f"restored cluster did not finish recovery within {timeout:.0f}s "
                                   f"({last or 'still in recovery'}); log: {' | '.join(tail)}")

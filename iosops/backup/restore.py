@@ -123,16 +123,49 @@ def extract_base(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgIns
     """Unpack the base backup into `dest` (a fresh directory beside the live one)."""
     art = next(a for a in plan.base.artifacts if a.component == "postgres" and a.kind == "base-tar")
     runner.call(f"mkdir -m 700 {dest}", _mkdir_owned, inst, dest)
-    download(env, runner, store, art, consumer_argv=cz.tar_extract(str(dest)))
+    # PostgreSQL fsyncs a data directory it did not shut down cleanly before it replays anything; flushing
+    # while tar still writes (and once more at the end) keeps that wait out of the downtime window.
+    import threading
+
+    done = threading.Event()
+    flusher = None
+    if not runner.dry_run:
+        flusher = threading.Thread(target=_flush_until, args=(dest, done), daemon=True, name="flush")
+        flusher.start()
+    try:
+        download(env, runner, store, art, consumer_argv=cz.tar_extract(str(dest)))
+    finally:
+        done.set()
+        if flusher:
+            flusher.join()
+    runner.run(["sync", "-f", str(dest)])
+
+
+def _flush_until(path: Path, done, every: float = 1.0) -> None:
+    import subprocess
+
+    while not done.wait(every):
+        subprocess.run(["sync", "-f", str(path)], check=False)  # nosec B603 B607: fixed argv, flush only
+
+
+def spool_dir(inst: PgInstance) -> Path:
+    return inst.data_dir.parent / f"{inst.data_dir.name}.walspool"
+
+
+def prefetch_wal(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance, when: str) -> None:
+    """Spool the WAL recovery will ask for that is archived by now and not spooled yet (called once
+    before the downtime window and once inside it, for what the stopped cluster archived last)."""
+    spool = spool_dir(inst)
+    names = [n for n in wal_to_prefetch(plan, archived_segments(store)) if not (spool / n).exists()]
+    if names:
+        runner.call(f"prefetch {len(names)} WAL file(s) {when} from {store.url} into {spool} (parallel)",
+                    _prefetch_owned, env, store, names, spool, inst)
 
 
 def recover(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance) -> None:
-    """Prefetch WAL, configure recovery, start, and wait until the cluster has promoted."""
-    spool = inst.data_dir.parent / f"{inst.data_dir.name}.walspool"
-    names = wal_to_prefetch(plan, archived_segments(store))
-    if names:
-        runner.call(f"prefetch {len(names)} WAL file(s) from {store.url} into {spool} (parallel)",
-                    _prefetch_owned, env, store, names, spool, inst)
+    """Prefetch the last WAL, configure recovery, start, and wait until the cluster has promoted."""
+    spool = spool_dir(inst)
+    prefetch_wal(env, runner, store, plan, inst, "archived since the first prefetch")
     conf = recovery_conf(env, plan, spool)
     runner.call(f"append recovery settings to {inst.data_dir}/postgresql.auto.conf and create recovery.signal",
                 _write_recovery, inst, conf)
@@ -171,8 +204,9 @@ def _prefetch_owned(env: Env, store, names: list[str], spool: Path, inst: PgInst
 
 
 def _mkdir_owned(inst: PgInstance, path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)  # a leftover of an interrupted restore, never live data (it is not data_dir)
+    for leftover in (path, spool_dir(inst)):  # of an interrupted restore; never live data (not data_dir)
+        if leftover.exists():
+            shutil.rmtree(leftover)
     path.mkdir(mode=0o700)
     inst._chown(path)
 
@@ -209,39 +243,43 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         # staging copy before anything live is touched), so it is not read twice.
         if art.component in comps and art.sha256 and art.kind not in ("logical-dump", "base-tar"):
             runner.call(f"check sha256 of {store.url}/{art.key} before touching anything", check_object, store, art)
-    # 1. While the live cluster still serves: unpack the backup beside it, and (in parallel) take its
-    #    fingerprint and a safety backup. Nothing live has changed if this part fails.
+    # 1. While the live cluster still serves: unpack the backup beside it, and (in parallel) take a
+    #    safety backup of it. Nothing live has changed if this part fails.
     from concurrent.futures import ThreadPoolExecutor
 
     staging = inst.data_dir.with_name(f"{inst.data_dir.name}.restoring")
     live = inst.running(runner)
 
-    def before() -> tuple[Optional[dict], str]:
-        if not live:
-            return None, ""
-        fp = instance_fingerprint(env, runner)
-        sid = run_backup(env, runner, only="postgres", label="safety").id if safety else ""
-        return fp, sid
+    def before() -> str:
+        return run_backup(env, runner, only="postgres", label="safety").id if live and safety else ""
 
     p0 = time.monotonic()
     with ThreadPoolExecutor(1, thread_name_prefix="pre-restore") as pool:
         pre = pool.submit(before)
         try:
             extract_base(env, runner, store, plan, inst, staging)
+            prefetch_wal(env, runner, store, plan, inst, "archived so far")
         except IosopsError as exc:
-            pre.result()
+            _settle(pre)
             shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(spool_dir(inst), ignore_errors=True)
             if isinstance(exc, CorruptArtifact):
                 raise OperationFailed(refusal(str(exc))) from None
             raise OperationFailed(f"restore failed before anything live was touched ({exc}); nothing was "
                                   "changed") from None
-        pre_fp, result.safety_backup = pre.result()
+        try:
+            result.safety_backup = pre.result()
+        except IosopsError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OperationFailed(f"safety backup of the live cluster failed ({exc}); nothing was changed") from None
     result.phases["prepare_s"] = round(time.monotonic() - p0, 2)
-    # 2. The downtime window: stop writes, swap directories, recover.
+    # 2. The downtime window: stop writes, swap directories, recover. The stopped cluster's control
+    #    file (system id, clean shutdown checkpoint) identifies the exact pre-restore state on disk.
     p0 = time.monotonic()
     stop_writes(env, runner, inst)
     aside = inst.data_dir.with_name(f"{inst.data_dir.name}.pre-restore-{int(time.time())}")
     had_data = inst.data_dir.exists()
+    pre_ctl = inst.control(runner) if had_data and not runner.dry_run else None
     if had_data:
         runner.call(f"move {inst.data_dir} aside to {aside} (instant rollback)", inst.data_dir.rename, aside)
     runner.call(f"move {staging} into place as {inst.data_dir}", staging.rename, inst.data_dir)
@@ -267,30 +305,40 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     except (IosopsError, OSError) as exc:
         if runner.dry_run:
             raise
-        rolled = rollback(env, runner, inst, aside if had_data else None, pre_fp)
+        rolled = rollback(env, runner, inst, aside if had_data else None, pre_ctl)
         raise OperationFailed(f"restore failed ({exc}); rolled back: {rolled}") from None
     if had_data and not runner.dry_run:
         p0 = time.monotonic()
         shutil.rmtree(aside, ignore_errors=True)
         result.phases["cleanup_s"] = round(time.monotonic() - p0, 2)
-    shutil.rmtree(inst.data_dir.parent / f"{inst.data_dir.name}.walspool", ignore_errors=True)
+    shutil.rmtree(spool_dir(inst), ignore_errors=True)
     result.seconds = round(time.monotonic() - t0, 2)
     return result
 
 
-def rollback(env: Env, runner: Runner, inst: PgInstance, aside: Optional[Path], pre_fp: Optional[dict]) -> str:
+def _settle(future) -> None:
+    try:
+        future.result()
+    except IosopsError:
+        pass  # the restore is abandoned anyway; its own error is the one to report
+
+
+def rollback(env: Env, runner: Runner, inst: PgInstance, aside: Optional[Path], pre_ctl: Optional[dict]) -> str:
+    """Put the pre-restore data directory back and start it; prove it is the pre-restore state by its
+    control file (same system id and shutdown checkpoint as when the restore stopped it)."""
     inst.stop(runner, check=False)
     if inst.data_dir.exists():
         shutil.rmtree(inst.data_dir)
     if aside is None:
         return "there was no previous data directory; the failed restore's files were removed"
+    same = pre_ctl is not None and inst.control(runner, aside) == pre_ctl
     aside.rename(inst.data_dir)
     inst.start(runner)
-    if pre_fp is not None:
-        now_fp = instance_fingerprint(env, runner)
-        if now_fp != pre_fp:
-            return (f"put the pre-restore data directory back in {inst.data_dir} and started it, BUT its "
-                    "fingerprints differ from before the restore: investigate")
-        return f"put the pre-restore data directory back in {inst.data_dir}; fingerprints equal the pre-restore ones"
-    return f"put the pre-restore data directory back in {inst.data_dir} and started it"
-
+    if pre_ctl is None:
+        return f"put the pre-restore data directory back in {inst.data_dir} and started it"
+    if not same:
+        return (f"put the pre-restore data directory back in {inst.data_dir} and started it, BUT its control file "
+                "differs from when the restore stopped it: investigate")
+    return (f"put the pre-restore data directory back in {inst.data_dir} and started it; it is unchanged since the "
+            f"restore stopped it (system {pre_ctl.get('Database system identifier', '?')}, shutdown checkpoint "
+            f"{pre_ctl.get('Latest checkpoint location', '?')})")

@@ -86,7 +86,7 @@ def fetch(env, store, name: str, dest: Path) -> str:
 
 def prefetch(env, store, names: list[str], spool: Path, workers: int = 4) -> int:
     """Fetch (verify, decrypt, decompress) many WAL files in parallel into `spool`, so that
-    restore_command is a `mv` instead of one interpreter start per segment (as pgBackRest's async
+    restore_command is a `cp` instead of one interpreter start per segment (as pgBackRest's async
     archive-get does). Returns how many were spooled; anything missing is fetched on demand later."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -104,11 +104,13 @@ def prefetch(env, store, names: list[str], spool: Path, workers: int = 4) -> int
 
 
 def restore_command(env, spool: Path) -> str:
-    """`mv` from the prefetch spool when the file is there, else fetch it from the store."""
+    """`cp` from the prefetch spool when the file is there, else fetch it from the store. A copy, not a
+    move: recovery asks for some files twice (the last segment, the timeline history), and every miss
+    costs an interpreter start. The spool is removed when the restore ends."""
     import shlex
 
     fallback = command_line(env, "fetch")
-    return (f"if [ -f {shlex.quote(str(spool))}/%f ]; then mv {shlex.quote(str(spool))}/%f %p; "
+    return (f"if [ -f {shlex.quote(str(spool))}/%f ]; then cp {shlex.quote(str(spool))}/%f %p; "
             f"else {fallback}; fi")
 
 

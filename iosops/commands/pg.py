@@ -48,6 +48,24 @@ def pg_ctl(bin_dir: str, action: str, data_dir: str, log: Optional[str] = None, 
     return argv
 
 
+def controldata(bin_dir: str, data_dir: str) -> list[str]:
+    return [_bin(bin_dir, "pg_controldata"), "-D", data_dir]
+
+
+CONTROL_FIELDS = ("Database system identifier", "Database cluster state", "Latest checkpoint location",
+                  "Latest checkpoint's TimeLineID")
+
+
+def parse_controldata(text: str) -> dict[str, str]:
+    """The fields that identify a cluster's exact on-disk state after a clean shutdown."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in CONTROL_FIELDS:
+            out[key.strip()] = value.strip()
+    return out
+
+
 def as_user(os_user: Optional[str], argv: Sequence[str]) -> list[str]:
     """Run as the cluster's OS user (PostgreSQL refuses to run as root)."""
     return ["runuser", "-u", os_user, "--", *argv] if os_user else list(argv)

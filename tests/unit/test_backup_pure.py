@@ -102,3 +102,14 @@ def test_table_fingerprint_sql_methods():
     assert "hashtextextended(t::text, 0)" in table_fingerprint_sql("public.a", "text")
     with pytest.raises(ValueError):
         table_fingerprint_sql("public.a", "md5")
+
+
+def test_parse_controldata_keeps_the_identity_fields():
+    from iosops.commands.pg import parse_controldata
+
+    text = ("pg_control version number:            1300\nDatabase system identifier:           7442\n"
+            "Database cluster state:               shut down\nLatest checkpoint location:           0/9F002948\n"
+            "Latest checkpoint's TimeLineID:       2\nLatest checkpoint's REDO location:    0/9F000060\n")
+    assert parse_controldata(text) == {"Database system identifier": "7442", "Database cluster state": "shut down",
+                                       "Latest checkpoint location": "0/9F002948",
+                                       "Latest checkpoint's TimeLineID": "2"}
