@@ -23,7 +23,6 @@ from ..errors import OperationFailed
 from ..runner import Runner
 from ..secrets import Secret
 from . import manifest as mf
-from .artifacts import download
 from .pginstance import PgInstance, os_user
 from .redisinstance import RedisInstance
 from .restore import restore
@@ -193,15 +192,9 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
         shutil.rmtree(red.dir)
         api.stop(runner)
 
-        phase("restore postgres")
-        restore(denv, runner, latest=True, safety=False)
-        phase("restore redis")
-        red.dir.mkdir(parents=True)
-        redis_art = next(a for a in man.artifacts if a.component == "redis")
-        from .store import open_store
-
-        download(denv, runner, open_store(denv), redis_art, stdout_path=red.rdb)
+        phase("restore")  # the fresh instances: an empty Redis, no PostgreSQL data directory at all
         red.start(runner)
+        restore(denv, runner, latest=True, safety=False)
         phase("api ready")
         api.start(runner)
         api.wait_ready(runner, 120)

@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..commands import compress as cz
 from ..config import Env
@@ -74,19 +74,6 @@ def choose(env: Env, store, backup_id: str = "", to_time: str = "", latest: bool
         raise BadInput(f"--to-time {t.isoformat()} is before the earliest recoverable point "
                        f"({done[0].completed_at}); pick a later time")
     return RestorePlan(usable[-1], "time", t)
-
-
-def check_object(store, art: mf.Artifact) -> None:
-    """Refuse a corrupt artifact before the live data is stopped or moved."""
-    import hashlib
-
-    h, size = hashlib.sha256(), 0
-    with store.open_read(art.key) as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    if h.hexdigest() != art.sha256 or size != art.size:
-        raise OperationFailed(refusal(f"artifact {art.key} is corrupt (sha256/size differ from the manifest)"))
 
 
 def refusal(what: str) -> str:
@@ -223,58 +210,122 @@ def instance_fingerprint(env: Env, runner: Runner, like: Optional[dict] = None) 
     return postgres.fingerprint(env, runner, like)
 
 
-def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,
-            only: str = "", safety: bool = True, fail_after_extract: bool = False) -> RestoreResult:
-    t0 = time.monotonic()
-    store = open_store(env)
-    plan = choose(env, store, backup_id, to_time, latest)
+def components(plan: RestorePlan, only: str) -> list[str]:
     comps = [c for c in (only.split(",") if only else plan.base.components) if c]
     bad = [c for c in comps if c not in ("postgres", "redis", "elasticsearch")]
     if bad:
         raise BadInput(f"--only: unknown store(s) {', '.join(bad)}; known: postgres, redis, elasticsearch")
-    if "postgres" not in comps:
-        raise BadInput("this restore path needs postgres among --only (redis/elasticsearch restore ride along)")
-    inst = pg_instance(env)
+    missing = [c for c in comps if c not in plan.base.components]
+    if missing:
+        raise BadInput(f"backup {plan.base.id} holds no {', '.join(missing)} (it has {', '.join(plan.base.components)}); "
+                       "pick another backup or change --only")
+    if plan.target != "immediate" and "postgres" not in comps:
+        raise BadInput("--to-time/--latest choose a PostgreSQL recovery point; for redis/elasticsearch alone name the "
+                       "backup with --backup ID")
+    return comps
+
+
+def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,
+            only: str = "", safety: bool = True, fail_after_extract: bool = False,
+            fail_after_redis: bool = False) -> RestoreResult:
+    """Restore the chosen components. Redis (and Elasticsearch) are put back while PostgreSQL's copy is
+    unpacked beside the live cluster; PostgreSQL's swap comes last, so a failure anywhere rolls back
+    every component already restored, from the safety backup taken first."""
+    from .restore_es import check_es_target, restore_elasticsearch, rollback_elasticsearch
+    from .restore_redis import check_target as check_redis_target
+    from .restore_redis import rdb_artifact, restore_redis, rollback_redis
+
+    t0 = time.monotonic()
+    store = open_store(env)
+    plan = choose(env, store, backup_id, to_time, latest)
+    comps = components(plan, only)
+    inst = pg_instance(env) if "postgres" in comps else None
+    if "redis" in comps:
+        check_redis_target(env)
+        rdb_artifact(plan.base)
+    if "elasticsearch" in comps:
+        check_es_target(env, plan.base)
     result = RestoreResult(plan.base.id, plan.target, plan.target_time.isoformat() if plan.target_time else "")
-    runner.info(f"restore {plan.base.id} ({plan.target}{' ' + result.target_time if result.target_time else ''}) "
-                f"into {inst.data_dir}")
-    for art in plan.base.artifacts:
-        # The base tar is checked while it streams into a staging directory (a mismatch discards the
-        # staging copy before anything live is touched), so it is not read twice.
-        if art.component in comps and art.sha256 and art.kind not in ("logical-dump", "base-tar"):
-            runner.call(f"check sha256 of {store.url}/{art.key} before touching anything", check_object, store, art)
-    # 1. While the live cluster still serves: unpack the backup beside it, and (in parallel) take a
-    #    safety backup of it. Nothing live has changed if this part fails.
+    runner.info(f"restore {plan.base.id} ({plan.target}{' ' + result.target_time if result.target_time else ''}): "
+                f"{', '.join(comps)}" + (f" into {inst.data_dir}" if inst else ""))
+    # 1. While everything still serves: unpack PostgreSQL's base backup beside the live cluster (its
+    #    sha256 is checked as it streams) and, in parallel, take a safety backup of what is about to be
+    #    replaced. Nothing live has changed if this part fails.
     from concurrent.futures import ThreadPoolExecutor
 
-    staging = inst.data_dir.with_name(f"{inst.data_dir.name}.restoring")
-    live = inst.running(runner)
+    live_pg = inst.running(runner) if inst else False
+    staging = inst.data_dir.with_name(f"{inst.data_dir.name}.restoring") if inst else None
 
-    def before() -> str:
-        return run_backup(env, runner, only="postgres", label="safety").id if live and safety else ""
+    def discard() -> None:
+        if inst:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(spool_dir(inst), ignore_errors=True)
+
+    def before() -> Optional[mf.Manifest]:
+        take = [c for c in comps if c != "postgres" or live_pg]
+        return run_backup(env, runner, only=",".join(take), label="safety") if safety and take else None
 
     p0 = time.monotonic()
     with ThreadPoolExecutor(1, thread_name_prefix="pre-restore") as pool:
         pre = pool.submit(before)
         try:
-            extract_base(env, runner, store, plan, inst, staging)
-            prefetch_wal(env, runner, store, plan, inst, "archived so far")
+            if inst:
+                extract_base(env, runner, store, plan, inst, staging)
+                prefetch_wal(env, runner, store, plan, inst, "archived so far")
         except IosopsError as exc:
             _settle(pre)
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(spool_dir(inst), ignore_errors=True)
+            discard()
             if isinstance(exc, CorruptArtifact):
                 raise OperationFailed(refusal(str(exc))) from None
             raise OperationFailed(f"restore failed before anything live was touched ({exc}); nothing was "
                                   "changed") from None
         try:
-            result.safety_backup = pre.result()
+            safety_man = pre.result()
         except IosopsError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise OperationFailed(f"safety backup of the live cluster failed ({exc}); nothing was changed") from None
+            discard()
+            raise OperationFailed(f"safety backup failed ({exc}); nothing was changed") from None
+    result.safety_backup = safety_man.id if safety_man else ""
     result.phases["prepare_s"] = round(time.monotonic() - p0, 2)
-    # 2. The downtime window: stop writes, swap directories, recover. The stopped cluster's control
-    #    file (system id, clean shutdown checkpoint) identifies the exact pre-restore state on disk.
+
+    undo: list[tuple[str, Callable[[], str]]] = []  # components restored so far, newest last
+
+    def undo_all() -> str:
+        return "; ".join(f"{name}: {fn()}" for name, fn in reversed(undo)) or "nothing else had changed"
+
+    # 2. Redis and Elasticsearch: each restores, verifies, and on its own failure puts itself back.
+    try:
+        if "redis" in comps:
+            p0 = time.monotonic()
+            try:
+                result.fingerprints["redis"] = restore_redis(env, runner, store, plan.base, safety_man)
+            except CorruptArtifact as exc:
+                raise OperationFailed(refusal(str(exc))) from None
+            undo.append(("redis", lambda: rollback_redis(env, runner, store, safety_man)))
+            result.phases["redis_s"] = round(time.monotonic() - p0, 2)
+        if "elasticsearch" in comps:
+            p0 = time.monotonic()
+            result.fingerprints["elasticsearch"] = restore_elasticsearch(env, runner, plan.base, safety_man)
+            undo.append(("elasticsearch", lambda: rollback_elasticsearch(env, runner, safety_man)))
+            result.phases["elasticsearch_s"] = round(time.monotonic() - p0, 2)
+        if fail_after_redis:  # test hook: a failure after Redis was replaced, before PostgreSQL's swap
+            raise OperationFailed("injected failure after restoring redis")
+    except IosopsError as exc:
+        discard()
+        if runner.dry_run:
+            raise
+        raise OperationFailed(f"restore failed ({exc}); rolled back: {undo_all()}; PostgreSQL was not touched") \
+            from None
+    if inst:
+        restore_postgres(env, runner, store, plan, inst, staging, result, undo_all, fail_after_extract)
+    result.verified = not runner.dry_run
+    result.seconds = round(time.monotonic() - t0, 2)
+    return result
+
+
+def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance, staging: Path,
+                     result: RestoreResult, undo_others: Callable[[], str], fail_after_extract: bool) -> None:
+    """The downtime window: stop writes, swap directories, recover, verify. The stopped cluster's control
+    file (system id, clean shutdown checkpoint) identifies the exact pre-restore state on disk."""
     p0 = time.monotonic()
     stop_writes(env, runner, inst)
     aside = inst.data_dir.with_name(f"{inst.data_dir.name}.pre-restore-{int(time.time())}")
@@ -291,29 +342,26 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         p0 = time.monotonic()
         if not runner.dry_run:
             want = plan.base.fingerprints.get("postgres", {})
-            result.fingerprints = instance_fingerprint(env, runner, like=want)
+            got = result.fingerprints["postgres"] = instance_fingerprint(env, runner, like=want)
             if plan.target == "immediate":
-                if result.fingerprints != want:
+                if got != want:
                     raise OperationFailed("restored PostgreSQL fingerprints differ from the backup's manifest")
             else:
-                missing = set(want.get("tables", {})) - set(
-                    result.fingerprints["tables"])
+                missing = set(want.get("tables", {})) - set(got["tables"])
                 if missing:
                     raise OperationFailed(f"restored PostgreSQL lacks tables present in the backup: {sorted(missing)}")
-            result.verified = True
             result.phases["verify_s"] = round(time.monotonic() - p0, 2)
     except (IosopsError, OSError) as exc:
         if runner.dry_run:
             raise
         rolled = rollback(env, runner, inst, aside if had_data else None, pre_ctl)
-        raise OperationFailed(f"restore failed ({exc}); rolled back: {rolled}") from None
+        raise OperationFailed(f"restore failed ({exc}); rolled back: postgres: {rolled}; {undo_others()}") from None
+    finally:
+        shutil.rmtree(spool_dir(inst), ignore_errors=True)
     if had_data and not runner.dry_run:
         p0 = time.monotonic()
         shutil.rmtree(aside, ignore_errors=True)
         result.phases["cleanup_s"] = round(time.monotonic() - p0, 2)
-    shutil.rmtree(spool_dir(inst), ignore_errors=True)
-    result.seconds = round(time.monotonic() - t0, 2)
-    return result
 
 
 def _settle(future) -> None:

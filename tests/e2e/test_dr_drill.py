@@ -13,8 +13,8 @@ def test_small_drill_meets_targets_and_writes_reports(tmp_path, offline_images):
     assert 0 < rep["rto_seconds"] <= rep["targets"]["rto_seconds"]
     assert 0 <= rep["rpo_seconds"] <= rep["targets"]["rpo_seconds"]
     names = [p["name"] for p in rep["phases"]]
-    assert names == ["provision", "load dataset", "backup", "keep writing", "disaster", "restore postgres",
-                     "restore redis", "api ready", "verify"]
+    assert names == ["provision", "load dataset", "backup", "keep writing", "disaster", "restore", "api ready",
+                     "verify"]
     assert rep["writes"]["committed"] > 0 and rep["writes"]["holes"] is False
     assert all(rep["checks"].values())
     md = report.read_text()

@@ -98,8 +98,10 @@ def test_failure_midway_rolls_back_to_the_pre_restore_state(lab):
     from iosops.backup.postgres import fingerprint
 
     before = fingerprint(env, QUIET)
-    with pytest.raises(OperationFailed, match=r"rolled back: put the pre-restore data directory back .*it is unchanged "
-                                              r"since the restore stopped it \(system \d+, shutdown checkpoint"):
+    with pytest.raises(OperationFailed, match=r"rolled back: postgres: put the pre-restore data directory back .*it is "
+                                              r"unchanged since the restore stopped it \(system \d+, shutdown checkpoint"
+                                              r".*redis: Redis dataset put back from safety backup .*-safety; its keyset "
+                                              r"equals the pre-restore one"):
         restore(env, QUIET, latest=True, fail_after_extract=True)
     assert fingerprint(env, QUIET) == before
 
@@ -198,3 +200,43 @@ def test_fingerprint_hashes_columns_and_falls_back_to_text_for_unhashable_types(
         assert fingerprint(env, QUIET)["tables"]["public.events_json"]["checksum"] != fp["public.events_json"]["checksum"]
     finally:
         lab.sql("DROP TABLE events_json")
+
+
+def redis_keys(lab) -> set[str]:
+    return set(QUIET.run(["redis-cli", "-p", str(lab.red.port), "--raw", "--scan"]).stdout.split())
+
+
+def test_only_redis_restore_replaces_the_dataset_through_a_resync_and_leaves_postgres_alone(lab):
+    env = lab.env()
+    man = run_backup(env, QUIET)
+    want = redis_keys(lab)
+    QUIET.run(["redis-cli", "-p", str(lab.red.port), "MSET", "after-backup-1", "x", "after-backup-2", "y"])
+    QUIET.run(["redis-cli", "-p", str(lab.red.port), "DEL", sorted(want)[0]])
+    lab.sql("INSERT INTO accounts (owner, balance) VALUES ('redis-only-marker', 1)")
+    res = restore(env, QUIET, backup_id=man.id, only="redis")
+    assert redis_keys(lab) == want
+    assert res.fingerprints["redis"] == man.fingerprints["redis"] and "postgres" not in res.fingerprints
+    assert lab.sql("SELECT count(*) FROM accounts WHERE owner = 'redis-only-marker'") == "1"  # untouched
+    role = QUIET.run(["redis-cli", "-p", str(lab.red.port), "ROLE"]).stdout.split()[0]
+    assert role == "master"  # primary again after the resync
+    assert not list((lab.ws / "state").glob("iosops-redis-restore-*"))  # the loader's files are gone
+
+
+def test_failure_after_redis_was_restored_puts_redis_back_and_never_touches_postgres(lab):
+    env = lab.env()
+    man = run_backup(env, QUIET)
+    QUIET.run(["redis-cli", "-p", str(lab.red.port), "SET", "written-after-backup", "1"])
+    before = redis_keys(lab)
+    with pytest.raises(OperationFailed, match=r"injected failure after restoring redis\); rolled back: redis: Redis "
+                                              r"dataset put back from safety backup .*keyset equals the pre-restore "
+                                              r"one; PostgreSQL was not touched"):
+        restore(env, QUIET, backup_id=man.id, fail_after_redis=True)
+    assert redis_keys(lab) == before
+    assert not (lab.ws / "pgdata.restoring").exists()
+
+
+def test_redis_restore_refuses_a_remote_redis_and_time_targets_without_postgres(lab):
+    with pytest.raises(BadInput, match="restoring Redis needs it on this host"):
+        restore(lab.env(backup={"redis": {"host": "10.1.2.3"}}), QUIET, latest=True, only="postgres,redis")
+    with pytest.raises(BadInput, match="choose a PostgreSQL recovery point"):
+        restore(lab.env(), QUIET, latest=True, only="redis")

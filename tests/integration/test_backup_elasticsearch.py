@@ -38,3 +38,54 @@ def test_failed_snapshot_fails_the_backup_and_commits_nothing(lab):
         env = lab.env(backup={"elasticsearch_url": es.url})
         with pytest.raises(OperationFailed, match=r"snapshot .* ended FAILED.*nothing was committed"):
             run_backup(env, QUIET, only="elasticsearch")
+
+
+def test_restore_closes_the_indices_restores_the_snapshot_and_checks_doc_counts(lab):
+    """Against the FAKE: the request sequence and our handling of its documented answers."""
+    from iosops.backup.restore import restore
+
+    with FakeElasticsearch({"products": 42, "orders": 7}) as es:
+        env = lab.env(backup={"elasticsearch_url": es.url})
+        man = run_backup(env, QUIET, only="elasticsearch")
+        es.indices.update({"products": 50, "orders": 1})  # changed after the backup
+        res = restore(env, QUIET, backup_id=man.id, only="elasticsearch")
+        assert res.fingerprints["elasticsearch"]["indices"] == {"orders": 7, "products": 42}
+        assert es.indices == {"products": 42, "orders": 7}
+        posts = [p.split("?")[0] for m, p, _ in es.requests if m == "POST"]
+        snap = man.fingerprints["elasticsearch"]["snapshot"]["snapshot"]
+        assert posts == ["/orders,products/_close", f"/_snapshot/iosops/{snap}/_restore"]
+        assert res.safety_backup.endswith("-safety")
+
+
+def test_failed_es_restore_rolls_back_to_the_safety_snapshot(lab):
+    from iosops.backup.restore import restore
+
+    with FakeElasticsearch({"products": 42}) as es:
+        env = lab.env(backup={"elasticsearch_url": es.url})
+        man = run_backup(env, QUIET, only="elasticsearch")
+        es.indices["products"] = 60
+        es.restore_fails = True
+        with pytest.raises(OperationFailed, match=r"elasticsearch restore failed .*HTTP 500.*rolled back: FAILED to "
+                                                  r"restore safety snapshot"):
+            restore(env, QUIET, backup_id=man.id, only="elasticsearch")
+        es.restore_fails = False  # the node is back: the rollback path itself restores the safety snapshot
+        from iosops.backup.restore_es import rollback_elasticsearch
+        from iosops.backup.catalog import entries
+        from iosops.backup.store import open_store
+
+        safety = [e.manifest for e in entries(env, open_store(env)) if e.complete and e.manifest.id.endswith("-safety")][-1]
+        es.indices["products"] = 1
+        assert "doc counts equal the pre-restore ones" in rollback_elasticsearch(env, QUIET, safety)
+        assert es.indices["products"] == 60
+
+
+def test_es_restore_bad_input(lab):
+    from iosops.backup.restore import restore
+    from iosops.errors import BadInput
+
+    with FakeElasticsearch({"products": 1}) as es:
+        man = run_backup(lab.env(backup={"elasticsearch_url": es.url}), QUIET, only="elasticsearch")
+    with pytest.raises(BadInput, match="needs backup.elasticsearch_url"):
+        restore(lab.env(), QUIET, backup_id=man.id, only="elasticsearch")
+    with pytest.raises(BadInput, match="holds no redis"):
+        restore(lab.env(), QUIET, backup_id=man.id, only="redis")

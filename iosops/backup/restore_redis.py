@@ -1,0 +1,157 @@
+"""Restore Redis from a backup's RDB without touching how the live server is run.
+
+A throwaway redis-server on a free loopback port loads the RDB (checked by sha256 as it streams and by
+redis-check-rdb), and the live server is made its replica: Redis's own full resync replaces the dataset
+while the live server refuses writes (READONLY), then `REPLICAOF NO ONE` makes it a primary again. The
+same path puts the safety backup back when anything fails. This needs the live Redis to reach the
+throwaway one on 127.0.0.1, i.e. to run on this host (backup.redis.host is 127.0.0.1 or localhost).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..commands import redis as rc
+from ..config import Env
+from ..errors import BadInput, IosopsError, OperationFailed
+from ..runner import Runner
+from . import manifest as mf
+from .artifacts import download
+from .sources import redis_env, redis_fingerprint, redis_info
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def rdb_artifact(man: mf.Manifest) -> mf.Artifact:
+    art = next((a for a in man.artifacts if a.component == "redis" and a.kind == "rdb"), None)
+    if art is None:
+        raise BadInput(f"backup {man.id} has no Redis artifact; pick one that does (inv backups.list) or drop redis "
+                       "from --only")
+    return art
+
+
+def check_target(env: Env) -> None:
+    if env.cfg.backup.redis.host not in LOCAL_HOSTS:
+        raise BadInput(f"env {env.name}: restoring Redis needs it on this host (backup.redis.host is "
+                       f"{env.cfg.backup.redis.host}); run the restore on that host, or load the RDB from "
+                       "`inv backups.list` with your platform's tooling")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Loader:
+    """The throwaway redis-server that serves the RDB to the live one."""
+
+    def __init__(self, runner: Runner, workdir: Path):
+        self.runner, self.dir, self.port = runner, workdir, _free_port()
+
+    def start(self) -> None:
+        self.runner.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                         "--dbfilename", "restore.rdb", "--daemonize", "yes", "--pidfile", str(self.dir / "loader.pid"),
+                         "--logfile", str(self.dir / "loader.log"), "--save", "", "--appendonly", "no",
+                         "--protected-mode", "yes"])
+        self.runner.call(f"wait until the loader on 127.0.0.1:{self.port} has loaded the RDB", self._wait_loaded)
+
+    def _wait_loaded(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.runner.run(rc.raw("127.0.0.1", self.port, "INFO", "persistence"), mutating=False, check=False)
+            if r.rc == 0 and rc.parse_info(r.stdout).get("loading") == "0":
+                return
+            time.sleep(0.1)
+        raise OperationFailed(f"the loader redis did not load the RDB within {timeout:.0f}s; see {self.dir}/loader.log")
+
+    def stop(self) -> None:
+        self.runner.run(rc.raw("127.0.0.1", self.port, "SHUTDOWN", "NOSAVE"), check=False)
+
+
+def replicate_from(env: Env, runner: Runner, loader_port: int, timeout: float = 600) -> None:
+    """Live server: full resync from the loader, then primary again."""
+    r = env.cfg.backup.redis
+    auth = redis_env(env)
+    runner.run(rc.raw(r.host, r.port, "REPLICAOF", "127.0.0.1", str(loader_port)), env=auth)
+
+    def synced() -> None:
+        deadline = time.monotonic() + timeout
+        info: dict = {}
+        while time.monotonic() < deadline:
+            out = runner.run(rc.raw(r.host, r.port, "INFO", "replication"), mutating=False, env=auth, check=False)
+            info = rc.parse_info(out.stdout)
+            if info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0" \
+                    and redis_info(env, runner).get("loading") == "0":
+                return
+            time.sleep(0.1)
+        raise OperationFailed(f"redis on {r.host}:{r.port} did not finish its resync within {timeout:.0f}s "
+                              f"(master_link_status={info.get('master_link_status', '?')})")
+
+    try:
+        runner.call(f"wait until redis {r.host}:{r.port} has resynced from the loader (it refuses writes meanwhile)",
+                    synced)
+    finally:
+        runner.run(rc.raw(r.host, r.port, "REPLICAOF", "NO", "ONE"), env=auth)
+
+
+def load_rdb(env: Env, runner: Runner, store, art: mf.Artifact, fail_before_swap: bool = False) -> None:
+    """Stream the RDB out of the store (sha256-checked), check it, and make the live server load it."""
+    work = Path("<tmp>")
+    if not runner.dry_run:
+        env.state_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="iosops-redis-restore-", dir=env.state_dir))
+    loader = Loader(runner, work)
+    try:
+        download(env, runner, store, art, stdout_path=work / "restore.rdb")
+        runner.run(rc.check_rdb(str(work / "restore.rdb")), mutating=False)
+        if fail_before_swap:  # test hook
+            raise OperationFailed("injected failure before the Redis dataset was replaced")
+        try:
+            loader.start()
+            replicate_from(env, runner, loader.port)
+        finally:
+            loader.stop()
+    finally:
+        if not runner.dry_run:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def restore_redis(env: Env, runner: Runner, store, man: mf.Manifest, safety: Optional[mf.Manifest],
+                  fail_after_swap: bool = False) -> dict:
+    """Load the backup's RDB into the live Redis and verify its keyset; on failure put the safety
+    backup's RDB back. Returns the restored fingerprint."""
+    art = rdb_artifact(man)
+    want = man.fingerprints.get("redis", {})
+    load_rdb(env, runner, store, art)  # a failure here leaves the live dataset as it was
+    if runner.dry_run:
+        return {}
+    try:
+        if fail_after_swap:  # test hook: a failure after the live dataset was replaced
+            raise OperationFailed("injected failure after replacing the Redis dataset")
+        got = redis_fingerprint(env, runner)
+        if got != want:
+            raise OperationFailed(f"restored Redis keyset differs from the backup's manifest ({got.get('keys')} keys, "
+                                  f"manifest {want.get('keys')})")
+        return got
+    except IosopsError as exc:
+        raise OperationFailed(f"redis restore failed ({exc}); rolled back: {rollback_redis(env, runner, store, safety)}") \
+            from None
+
+
+def rollback_redis(env: Env, runner: Runner, store, safety: Optional[mf.Manifest]) -> str:
+    if safety is None:
+        return "NOTHING for Redis: no safety backup was taken (--no-safety); its dataset is the backup's or partial"
+    try:
+        load_rdb(env, runner, store, rdb_artifact(safety))
+    except IosopsError as exc:
+        return f"FAILED to put Redis back from safety backup {safety.id} ({exc}): restore it by hand from that backup"
+    now = redis_fingerprint(env, runner)
+    same = now == safety.fingerprints.get("redis")
+    return (f"Redis dataset put back from safety backup {safety.id}"
+            + ("; its keyset equals the pre-restore one" if same else ", BUT its keyset differs from the pre-restore one"))
