@@ -123,6 +123,14 @@ class RetentionCfg(Strict):
     monthly: int = Field(6, ge=0)
 
 
+class MaintenanceCfg(Strict):
+    """Argv run on this host around a restore's downtime: `on` before anything live is replaced (the app
+    stops taking writes: a maintenance flag, scaling the API to zero ...), `off` afterwards, on success
+    and after a rollback alike. Empty: the restore only ends PostgreSQL client sessions."""
+    on: list[str] = []
+    off: list[str] = []
+
+
 class BackupCfg(Strict):
     components: list[Literal["postgres", "redis", "elasticsearch"]] = ["postgres", "redis"]
     store: StoreCfg = StoreCfg()
@@ -141,6 +149,7 @@ class BackupCfg(Strict):
     retention: RetentionCfg = RetentionCfg()
     rto_target_s: PositiveInt = 120
     rpo_target_s: PositiveInt = 60
+    maintenance: MaintenanceCfg = MaintenanceCfg()
 class K8sCfg(Strict):
     """The Kubernetes target (inv k8s.*): which overlay, which cluster, how long to wait."""
 

@@ -198,9 +198,21 @@ def _mkdir_owned(inst: PgInstance, path: Path) -> None:
     inst._chown(path)
 
 
+RECOVERY_KEYS = ("restore_command", "recovery_target", "recovery_end_command")
+
+
+def strip_recovery_settings(text: str) -> str:
+    """Drop recovery settings a base backup inherited from its cluster's own earlier restore (PostgreSQL
+    refuses to start with two recovery targets) and the comment line this tool wrote with them."""
+    keep = [line for line in text.splitlines(keepends=True)
+            if not line.strip().startswith(RECOVERY_KEYS) and line.strip() != "# iosops restore"]
+    return "".join(keep)
+
+
 def _write_recovery(inst: PgInstance, conf: str) -> None:
-    with open(inst.data_dir / "postgresql.auto.conf", "a") as fh:
-        fh.write(conf)
+    auto = inst.data_dir / "postgresql.auto.conf"
+    old = auto.read_text() if auto.exists() else ""
+    auto.write_text(strip_recovery_settings(old).rstrip("\n") + "\n" + conf)
     (inst.data_dir / "recovery.signal").touch()
     for p in ("postgresql.auto.conf", "recovery.signal"):
         inst._chown(inst.data_dir / p)
@@ -231,9 +243,9 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     """Restore the chosen components. Redis (and Elasticsearch) are put back while PostgreSQL's copy is
     unpacked beside the live cluster; PostgreSQL's swap comes last, so a failure anywhere rolls back
     every component already restored, from the safety backup taken first."""
-    from .restore_es import check_es_target, restore_elasticsearch, rollback_elasticsearch
+    from .restore_es import check_es_target
     from .restore_redis import check_target as check_redis_target
-    from .restore_redis import rdb_artifact, restore_redis, rollback_redis
+    from .restore_redis import rdb_artifact
 
     t0 = time.monotonic()
     store = open_store(env)
@@ -287,6 +299,35 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     result.safety_backup = safety_man.id if safety_man else ""
     result.phases["prepare_s"] = round(time.monotonic() - p0, 2)
 
+    m = env.cfg.backup.maintenance
+    if m.on:
+        try:
+            runner.run(m.on)
+        except IosopsError as exc:
+            discard()
+            if m.off:
+                runner.run(m.off, check=False)
+            raise OperationFailed(f"maintenance on failed ({exc}); nothing was restored, nothing was changed") from None
+    try:
+        _replace(env, runner, store, plan, comps, inst, staging, safety_man, result, discard, fail_after_extract,
+                 fail_after_redis)
+    finally:
+        if m.off:
+            off = runner.run(m.off, check=False)
+            if off.rc:
+                runner.info(f"warning: maintenance off failed (exit {off.rc}): run {' '.join(m.off)} by hand")
+    result.verified = not runner.dry_run
+    result.seconds = round(time.monotonic() - t0, 2)
+    return result
+
+
+def _replace(env: Env, runner: Runner, store, plan: RestorePlan, comps: list[str], inst: Optional[PgInstance],
+             staging: Optional[Path], safety_man: Optional[mf.Manifest], result: RestoreResult, discard,
+             fail_after_extract: bool, fail_after_redis: bool) -> None:
+    """The part that replaces live data: Redis, Elasticsearch, then PostgreSQL's swap."""
+    from .restore_es import restore_elasticsearch, rollback_elasticsearch
+    from .restore_redis import restore_redis, rollback_redis
+
     undo: list[tuple[str, Callable[[], str]]] = []  # components restored so far, newest last
 
     def undo_all() -> str:
@@ -317,9 +358,6 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
             from None
     if inst:
         restore_postgres(env, runner, store, plan, inst, staging, result, undo_all, fail_after_extract)
-    result.verified = not runner.dry_run
-    result.seconds = round(time.monotonic() - t0, 2)
-    return result
 
 
 def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance, staging: Path,

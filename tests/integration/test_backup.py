@@ -240,3 +240,26 @@ def test_redis_restore_refuses_a_remote_redis_and_time_targets_without_postgres(
         restore(lab.env(backup={"redis": {"host": "10.1.2.3"}}), QUIET, latest=True, only="postgres,redis")
     with pytest.raises(BadInput, match="choose a PostgreSQL recovery point"):
         restore(lab.env(), QUIET, latest=True, only="redis")
+
+
+def test_maintenance_commands_bracket_the_downtime_on_success_and_after_a_rollback(lab):
+    """Real commands: `on` runs after the unpack (the app served meanwhile), `off` always runs."""
+    env_log = lab.ws / "maintenance.log"
+    marker = "SELECT count(*) FROM pg_stat_activity"  # the cluster is up when `on` runs: still serving
+    on = ["sh", "-c", f"echo on >> {env_log}; test -d {lab.ws}/pgdata.restoring && echo staged >> {env_log}"]
+    off = ["sh", "-c", f"echo off >> {env_log}"]
+    env = lab.env(backup={"maintenance": {"on": on, "off": off}})
+    man = run_backup(env, QUIET)
+    restore(env, QUIET, backup_id=man.id, only="postgres")
+    assert env_log.read_text().split() == ["on", "staged", "off"]
+    env_log.unlink()
+    with pytest.raises(OperationFailed, match="rolled back"):
+        restore(env, QUIET, backup_id=man.id, only="postgres", fail_after_extract=True)
+    assert env_log.read_text().split() == ["on", "staged", "off"]
+    env_log.unlink()
+    failing = lab.env(backup={"maintenance": {"on": ["false"], "off": off}})
+    with pytest.raises(OperationFailed, match=r"maintenance on failed .*nothing was changed"):
+        restore(failing, QUIET, backup_id=man.id, only="postgres")
+    assert env_log.read_text().split() == ["off"]
+    assert not (lab.ws / "pgdata.restoring").exists()
+    assert lab.sql(marker) != ""
