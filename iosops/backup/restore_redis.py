@@ -109,7 +109,7 @@ def load_rdb(env: Env, runner: Runner, store, art: mf.Artifact, fail_before_swap
     loader = Loader(runner, work)
     try:
         download(env, runner, store, art, stdout_path=work / "restore.rdb")
-        runner.run(rc.check_rdb(str(work / "restore.rdb")), mutating=False)
+        runner.run(rc.check_rdb(str(work / "restore.rdb")))  # reads only, but the file exists only for real
         if fail_before_swap:  # test hook
             raise OperationFailed("injected failure before the Redis dataset was replaced")
         try:

@@ -263,3 +263,22 @@ def test_maintenance_commands_bracket_the_downtime_on_success_and_after_a_rollba
     assert env_log.read_text().split() == ["off"]
     assert not (lab.ws / "pgdata.restoring").exists()
     assert lab.sql(marker) != ""
+
+
+def test_restore_dry_run_prints_every_step_and_changes_nothing(lab):
+    env = lab.env()
+    man = run_backup(env, QUIET)
+    store = open_store(env)
+    before_ids = {e.id for e in entries(env, store)}
+    keys, rows = redis_keys(lab), lab.sql("SELECT count(*) FROM accounts")
+    pid = (lab.ws / "pgdata" / "postmaster.pid").read_text().split()[0]
+    proc = run_inv("restore", "--env", "local", "--backup", man.id, "--dry-run", env=lab.cli_env())
+    assert proc.returncode == 0, proc.stderr
+    plan = proc.stdout
+    for step in ("tar -x -C", "pg_basebackup", "pg_terminate_backend", "pg_ctl stop", "move ", "REPLICAOF 127.0.0.1",
+                 "REPLICAOF NO ONE", "pg_ctl start", "recovered and promoted"):
+        assert step in plan, step
+    assert (lab.ws / "pgdata" / "postmaster.pid").read_text().split()[0] == pid  # never restarted
+    assert redis_keys(lab) == keys and lab.sql("SELECT count(*) FROM accounts") == rows
+    assert {e.id for e in entries(env, store)} == before_ids  # no safety backup written
+    assert not (lab.ws / "pgdata.restoring").exists()
