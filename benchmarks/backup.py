@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# Imports below waive E402: run as a script, they need ROOT on sys.path first.
 from iosops.backup.drill import DATASET_SQL, SIZES  # noqa: E402
 from iosops.backup.restore import restore  # noqa: E402
 from iosops.backup.run import run_backup  # noqa: E402

@@ -247,7 +247,7 @@ class Runner:
             exc = pump_error[0]
             raise exc if isinstance(exc, OperationFailed) else OperationFailed(
                 f"input stream failed: {type(exc).__name__}: {redact(str(exc))}")
-        for argv, rc, err in zip(argvs, rcs, errs):
+        for argv, rc, err in zip(argvs, rcs, errs, strict=True):
             if rc != 0:
                 err.seek(0)
                 raise CommandFailed(redact(display(argv)), Result(rc, "", err.read().decode(errors="replace")))

@@ -94,7 +94,7 @@ async def ready() -> JSONResponse:
         except Exception as exc:  # any failure makes the check fail; the type says why
             return f"fail: {type(exc).__name__}"
 
-    results = dict(zip(checks, await asyncio.gather(*(run(f) for f in checks.values()))))
+    results = dict(zip(checks, await asyncio.gather(*(run(f) for f in checks.values())), strict=True))
     ok = all(v == "ok" for v in results.values())
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": results}, status_code=200 if ok else 503)
 
