@@ -57,7 +57,7 @@ def main() -> int:
         lab.sql("VACUUM (ANALYZE) drill_orders")  # as production tables are: hint bits set
         lab.sql("CHECKPOINT")
         db_bytes = int(lab.sql("SELECT pg_database_size(current_database())"))
-        pgenv = {"PGPASSWORD": "lab-pass-4f9c2e", "PATH": "/usr/bin:/bin"}
+        pgenv = {"PGPASSWORD": "lab-pass-4f9c2e", "PATH": "/usr/bin:/bin"}  # pragma: allowlist secret - throwaway password of the benchmark's own loopback PostgreSQL lab
         conn = f"-h 127.0.0.1 -p {port} -U ios"
         with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
             dump = Path(tmp) / "dump.sql.gz"
