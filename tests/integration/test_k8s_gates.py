@@ -198,7 +198,9 @@ def test_missing_secret_reference_is_bad_input(tmp_path):
     envs = tmp_path / "envs"  # staging without its k8s.secrets entry: nothing provides ios-postgres
     shutil.copytree(ROOT / "envs", envs)
     staging = envs / "staging.yaml"
-    staging.write_text(staging.read_text().replace("    ios-postgres/postgres-password: postgres_password\n", "    {}\n"))
+    cfg = yaml.safe_load(staging.read_text())
+    assert cfg["k8s"].pop("secrets") == {"ios-postgres/postgres-password": "postgres_password"}
+    staging.write_text(yaml.safe_dump(cfg))
     line = one_line(run_inv("k8s.validate", "--env", "staging", "--tag", TAG, env={"IOSOPS_ENVS_DIR": str(envs)}))
     assert "missing secret reference" in line and "Secret ios-postgres key postgres-password" in line
 
