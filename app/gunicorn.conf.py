@@ -13,7 +13,7 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # gunicorn's control socket would live under $HOME (/nonexistent for the app user): not needed.
 control_socket_disable = True
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # nosec B108 # /dev/shm is gunicorn's documented worker heartbeat dir, not a temp file we create
 
 
 def on_starting(server):

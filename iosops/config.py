@@ -61,7 +61,7 @@ class OfflineCfg(Strict):
     suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
     dockerfiles: str = "docker/offline"
-    workdir: str = "/var/tmp/iosops-offline"
+    workdir: str = "/var/tmp/iosops-offline"  # nosec B108 # default scratch dir for offline image builds (a config value, cleaned by the build)
 
 
 class StackCfg(Strict):

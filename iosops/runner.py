@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
+import subprocess  # nosec B404 # the runner is the one place commands run: argv lists, never a shell
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -126,7 +126,7 @@ class Runner:
             result = self._stream(reveal(argv), full_env, cwd, timeout)
         else:
             try:
-                proc = subprocess.run(reveal(argv), capture_output=True, text=True, env=full_env, input=input,
+                proc = subprocess.run(reveal(argv), capture_output=True, text=True, env=full_env, input=input,  # nosec B603 # argv list from iosops.commands, shell=False; that is the runner's job
                                       cwd=cwd, timeout=timeout)
             except FileNotFoundError:
                 raise not_installed(argv[0]) from None
@@ -140,10 +140,10 @@ class Runner:
     def _stream(self, argv: list[str], env, cwd, timeout) -> Result:
         lines: list[str] = []
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)  # nosec B603 # argv list from iosops.commands, shell=False; that is the runner's job
         except FileNotFoundError:
             raise not_installed(argv[0]) from None
-        assert proc.stdout is not None
+        assert proc.stdout is not None  # nosec B101 # type narrowing: stdout=PIPE guarantees proc.stdout
         for line in proc.stdout:
             lines.append(line)
             self.say("  " + redact(line.rstrip()))
@@ -204,7 +204,7 @@ class Runner:
                 last = i == len(argvs) - 1
                 stdout = (out_fh if out_fh else (subprocess.PIPE if sink else subprocess.DEVNULL)) if last else subprocess.PIPE
                 try:
-                    p = subprocess.Popen(reveal(argv), stdin=prev, stdout=stdout, stderr=errs[i], env=full_env)
+                    p = subprocess.Popen(reveal(argv), stdin=prev, stdout=stdout, stderr=errs[i], env=full_env)  # nosec B603 # argv list from iosops.commands, shell=False; that is the runner's job
                 except FileNotFoundError:
                     raise not_installed(argv[0]) from None
                 if procs and procs[-1].stdout:
@@ -247,7 +247,7 @@ class Runner:
             exc = pump_error[0]
             raise exc if isinstance(exc, OperationFailed) else OperationFailed(
                 f"input stream failed: {type(exc).__name__}: {redact(str(exc))}")
-        for argv, rc, err in zip(argvs, rcs, errs):
+        for argv, rc, err in zip(argvs, rcs, errs, strict=True):
             if rc != 0:
                 err.seek(0)
                 raise CommandFailed(redact(display(argv)), Result(rc, "", err.read().decode(errors="replace")))

@@ -9,7 +9,7 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 # What the tasks and tests run for real: Docker (engine, compose 1.29, debootstrap for offline images),
 # the datastores and monitoring tools on loopback, sshd, a local registry, and compression/encryption.
 PACKAGES=(
-  docker.io docker-compose debootstrap git curl ca-certificates
+  docker.io docker-compose debootstrap git curl ca-certificates make
   postgresql redis-server nginx openssh-server docker-registry
   prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter
   prometheus-node-exporter zstd pigz age python3-venv

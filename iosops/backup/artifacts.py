@@ -83,7 +83,7 @@ def identity_file(env: Env) -> Iterator[Optional[str]]:
         yield None
         return
     value = ref.reveal("backup.encryption_key", env.root)
-    d = tempfile.mkdtemp(prefix="iosops-age-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    d = tempfile.mkdtemp(prefix="iosops-age-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)  # nosec B108 # mkdtemp makes a private 0700 dir; /dev/shm keeps the key off disk
     path = Path(d) / "identity"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -114,7 +114,7 @@ class Writer(threading.Thread):
         while not self.stop_flag.is_set():
             seq += 1
             try:
-                self.inst.sql(self.runner, f"INSERT INTO drill_writes (seq) VALUES ({seq})")
+                self.inst.sql(self.runner, f"INSERT INTO drill_writes (seq) VALUES ({seq})")  # nosec B608 # seq is this loop's own int counter, not input
             except OperationFailed:
                 return
             self.committed.append((seq, time.time()))
@@ -126,7 +126,7 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
     b = env.cfg.backup
     did = mf.now().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     rep = DrillReport(id=did, env=env.name, size=size, targets={"rto_seconds": b.rto_target_s, "rpo_seconds": b.rpo_target_s})
-    ws = Path(f"/var/tmp/iosops-drill-{did}")
+    ws = Path(f"/var/tmp/iosops-drill-{did}")  # nosec B108 # per-drill workspace named by a random id; created by the drill, removed after it
     phases: list[Phase] = []
 
     def phase(name: str) -> Phase:
@@ -274,13 +274,13 @@ def _kill_postgres(inst: PgInstance) -> None:
 
 
 def _load_redis(runner: Runner, port: int, keys: int) -> None:
-    import subprocess
+    import subprocess  # nosec B404 # argv list, no shell: the drill pipes bytes into redis-cli
 
     payload = bytearray()
     for i in range(keys):
         k, v = f"drill:key:{i}".encode(), secrets.token_hex(20).encode()
         payload += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v)
-    runner.call(f"redis-cli -p {port} --pipe  (load {keys} keys)", lambda: subprocess.run(
+    runner.call(f"redis-cli -p {port} --pipe  (load {keys} keys)", lambda: subprocess.run(  # nosec B603 B607 # fixed argv without a shell; redis-cli is found on PATH like every tool
         ["redis-cli", "-p", str(port), "--pipe"], input=bytes(payload), capture_output=True, check=True))
 
 

@@ -10,7 +10,6 @@ switches back. The active colour is read from each host's rendered upstream (loo
 from __future__ import annotations
 
 import json
-import shlex
 import socket
 import time
 from dataclasses import dataclass, field

@@ -291,7 +291,7 @@ def rollback(env: Env, runner: Runner, *, now: Clock = utcnow) -> Outcome:
 
 def undo_switch(runner: Runner, cfg: K8sCfg, state: ClusterState) -> list[str]:
     ctx, ns, kc = cfg.context, cfg.namespace, cfg.kubectl
-    assert state.live
+    assert state.live  # nosec B101 # invariant: callers only undo a switch they made to a live colour
     before = {key: state.annotations.get(key, "") for key in (DEPLOYED_TAG, PREVIOUS, SWITCHED_AT)}
     done = []
     for what, argv in ((f"service {API} back to {state.live}", k.switch_service(ctx, ns, API, state.live, before, kc)),

@@ -98,7 +98,7 @@ def parse_dashboard_queries(runner: Runner, scratch: Path) -> tuple[Check, int]:
     """Every dashboard query (variables substituted as Grafana would) becomes a recording rule in a
     scratch file, one group per query, so promtool's PromQL parser names the one that fails."""
     groups, index = [], {}
-    for path, dash in grafana.load_dashboards().items():
+    for _path, dash in grafana.load_dashboards().items():
         for q in grafana.queries(dash):
             gname = f"q{len(groups)}"
             index[gname] = f"{dash.get('uid')} / {q.panel} / {q.ref}: {q.raw}"

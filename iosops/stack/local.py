@@ -71,7 +71,7 @@ def services(env: Env, api_image: str) -> list[Service]:
         Service("api", n["api"], api_image, d.run_detached(
             n["api"], api_image, network=n["network"], network_alias="api", labels=lab, env=api_env(env),
             pass_env=["POSTGRES_PASSWORD"], publish=[f"{s.publish_host}:{s.api_port}:{API_INTERNAL_PORT}"],
-            read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m"), needs_db_password=True),
+            read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m"), needs_db_password=True),  # nosec B108 # a tmpfs mount spec inside the API container, not a host temp file
     ]
 
 

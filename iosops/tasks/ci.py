@@ -19,3 +19,50 @@ def test(c, tier="all", k="", x=False):
     result = Runner(verbose=True).run(argv, mutating=False, check=False, stream=True, cwd=REPO_ROOT)
     if result.rc:
         raise Exit(code=result.rc)
+
+
+GATE_HELP = {"only": "Run only these scanners (comma-separated names; see the task's docstring)",
+             "root": "Scan this git checkout instead of the one iosops runs from",
+             "json_": "Print the result as JSON on stdout (for CI)"}
+
+
+def _gate(gate: str, only: str, root: str, json_: bool) -> None:
+    import time
+    from pathlib import Path
+
+    from iosops import REPO_ROOT
+    from iosops.ci.scan import run_gate, summary_lines
+    from iosops.errors import IosopsError
+    from iosops.runner import Runner
+
+    from ._common import emit, fail
+
+    start = time.monotonic()
+    try:  # a missing tool or a bad flag: one line and its exit code, never a traceback
+        outcomes = run_gate(gate, Path(root).resolve() if root else REPO_ROOT, Runner(), only=only)
+    except IosopsError as exc:
+        raise fail(exc) from None
+    failed = [o for o in outcomes if o.findings]
+    total = sum(len(o.findings) for o in outcomes)
+    seconds = round(time.monotonic() - start, 1)
+    emit({"gate": gate, "ok": not failed, "findings": total, "seconds": seconds,
+          "scanners": [o.as_dict() for o in outcomes]}, json_,
+         [*summary_lines(outcomes), f"ci.{gate}: {len(outcomes)} scanners, {total} findings in {seconds}s"])
+    if failed:
+        raise Exit(f"ci.{gate}: {total} finding(s): " + ", ".join(f"{o.name} {len(o.findings)}" for o in failed)
+                   + "; fix them, or suppress one inline with its reason (README: CI/CD pipeline and scanners)", code=1)
+
+
+@task(help=GATE_HELP)
+def lint(c, only="", root="", json_=False):
+    """Fast style/validity gate: ruff, yamllint, shellcheck, hadolint, GitHub workflow schema, promtool rules.
+
+    One line per scanner (files covered, findings, seconds); exit 1 naming the findings when any."""
+    _gate("lint", only, root, json_)
+
+
+@task(help=GATE_HELP)
+def scan(c, only="", root="", json_=False):
+    """Security gate: ruff, shellcheck, hadolint, yamllint, bandit, detect-secrets, checkov (docker/ and the
+    rendered k8s overlays), pip-audit. One line per scanner; exit 1 naming the findings when any."""
+    _gate("scan", only, root, json_)

@@ -22,7 +22,7 @@ def test_serves_on_8000_with_gunicorn_workers(host):
     assert any(cols[1] == "00000000:1F40" and cols[3] == "0A" for cols in listening)  # 0.0.0.0:8000 LISTEN
     # No ps either: pair Name/Uid lines of /proc/<pid>/status.
     lines = host.check_output("grep -h -E '^(Name|Uid):' /proc/[0-9]*/status").splitlines()
-    procs = [(n.split()[1], u.split()[1]) for n, u in zip(lines[::2], lines[1::2])]  # (name, real uid)
+    procs = [(n.split()[1], u.split()[1]) for n, u in zip(lines[::2], lines[1::2], strict=True)]  # (name, real uid)
     gunicorn = [uid for name, uid in procs if name == "gunicorn"]
     assert len(gunicorn) >= 3  # the arbiter plus WEB_CONCURRENCY=2 workers
     assert set(gunicorn) == {"10001"}

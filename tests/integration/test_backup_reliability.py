@@ -88,7 +88,7 @@ def moto():
     import boto3
 
     boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="itest-key-7f3a",
-                 aws_secret_access_key="itest-secret-91c2").create_bucket(Bucket="ios-backups")
+                 aws_secret_access_key="itest-secret-91c2").create_bucket(Bucket="ios-backups")  # pragma: allowlist secret - moto's dummy credential for a loopback fake S3
     yield url
     proc.terminate()
     proc.wait(10)
@@ -108,7 +108,7 @@ def test_s3_backup_verify_and_restore_through_plain_boto3(lab, moto, monkeypatch
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=moto, region_name="us-east-1", aws_access_key_id="itest-key-7f3a",
-                      aws_secret_access_key="itest-secret-91c2")
+                      aws_secret_access_key="itest-secret-91c2")  # pragma: allowlist secret - moto's dummy credential for a loopback fake S3
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="ios-backups", Prefix="itest/")["Contents"]}
     assert f"itest/backups/{man.id}/manifest.json" in keys
     assert verify(env, QUIET, man.id)[0]["ok"]
@@ -154,7 +154,7 @@ def test_store_answering_500s_fails_after_bounded_retries_and_prune_deletes_noth
 
 def test_unreachable_store_is_exit_1_with_a_clear_line(lab):
     cli = {**lab.cli_env(), "IOSOPS_BACKUP__STORE": json.dumps(s3_overrides(f"http://127.0.0.1:{free_port()}")["backup"]["store"]),
-           "ITEST_S3_KEY": "itest-key-7f3a", "ITEST_S3_SECRET": "itest-secret-91c2"}
+           "ITEST_S3_KEY": "itest-key-7f3a", "ITEST_S3_SECRET": "itest-secret-91c2"}  # pragma: allowlist secret - moto's dummy credential
     proc = run_inv("backup", "--env", "local", "--only", "redis", env=cli)
     lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("backup ")]
     assert proc.returncode == 1 and "failed after retries" in lines[-1]

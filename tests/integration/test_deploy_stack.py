@@ -5,11 +5,9 @@ release whose /ready fails, `inv rollback`, and the deploy's refusals (bad input
 Load goes to 127.0.0.1 only, bounded in count and time (iosops.deploy.loadgen)."""
 import json
 import time
-import os
 import shutil
 import socket
 import ssl
-import subprocess
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -198,10 +196,10 @@ def test_blue_green_deploy_under_load_loses_nothing_then_rollback(edge):
         docker("rmi", new)
 
 
-def _derived(base: str, tmp_path: Path, dockerfile: str, files: dict[str, str] = {}) -> str:
+def _derived(base: str, tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> str:
     ref = f"iosops/api:itest-derived-{uuid.uuid4().hex[:6]}"
     (tmp_path / "Dockerfile").write_text(f"FROM {base}\n{dockerfile}\nLABEL iosops.test=1\n")
-    for name, text in files.items():
+    for name, text in (files or {}).items():
         (tmp_path / name).write_text(text)
     b = docker("build", "--force-rm", "-q", "-t", ref, str(tmp_path))
     assert b.returncode == 0, b.stderr

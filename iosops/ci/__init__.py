@@ -1,0 +1,1 @@
+"""CI gates behind `inv ci.lint` and `inv ci.scan`: one table of scanners, run concurrently."""
