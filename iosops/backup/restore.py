@@ -129,7 +129,7 @@ def extract_base(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgIns
 
 
 def _flush_until(path: Path, done, every: float = 1.0) -> None:
-    import subprocess
+    import subprocess  # nosec B404 - only `sync -f <dir>` below, fixed argv, no shell
 
     while not done.wait(every):
         subprocess.run(["sync", "-f", str(path)], check=False)  # nosec B603 B607: fixed argv, flush only
