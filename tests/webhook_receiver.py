@@ -11,9 +11,10 @@ from typing import Optional
 
 
 class Receiver:
-    def __init__(self, statuses: Optional[list[int]] = None, mode: str = "answer"):
+    def __init__(self, statuses: Optional[list[int]] = None, mode: str = "answer", path: str = ""):
         """statuses: answered in order, the last one repeated (default 200). mode: "answer", "hang"
-        (accept, read, never answer until stop) or "trickle" (one byte of the answer every 0.5 s)."""
+        (accept, read, never answer until stop) or "trickle" (one byte of the answer every 0.5 s).
+        path: the webhook's secret path (default: a unique /services/T../B../<hex>)."""
         self.statuses = list(statuses or [200])
         self.mode = mode
         self.got: list[dict] = []
@@ -48,7 +49,7 @@ class Receiver:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.secret_path = f"/services/T0SENTINEL/B0SENTINEL/{int(time.time() * 1e6):x}"
+        self.secret_path = path or f"/services/T0SENTINEL/B0SENTINEL/{int(time.time() * 1e6):x}"
         self.url = f"http://127.0.0.1:{self.port}{self.secret_path}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -430,6 +430,9 @@ def remove_colour(t: Target, colour: str) -> None:
 def _verify(env: Env, runner: Runner, ts: list[Target], colour: str) -> list[str]:
     if not env.cfg.deploy.verify_hosts:
         return ["verify-hosts: skipped (deploy.verify_hosts is false)"]
+    if runner.dry_run:  # the new colour is not started in a dry-run, so its checks could only fail
+        runner.call(f"testinfra checks of env {env.name} (colour {colour})", lambda: None)
+        return ["verify-hosts: planned, not run (the new colour is not started in a dry-run)"]
     from ..hosts.verify import verify
 
     report = verify(env, runner, colour=colour)
