@@ -214,6 +214,12 @@ def test_k8s_deploy_task_sends_start_and_success(tmp_path, task):
     assert f["Target"] == "kubernetes context ios-prod, namespace ios-prod" and "live on green" in f["Summary"]
     audit = AuditLog(Path(vars_["IOSOPS_STATE_DIR"])).tail(1)[0]
     assert audit["task"] == task[0] and audit["outcome"] == "ok" and f"run {audit['run']} in " in f["Audit"]
+    # the command the message names finds exactly that line
+    cmd = f["Audit"].split("`")[1].split()
+    assert cmd[:2] == ["inv", "lock.audit"]
+    found = run_inv(*cmd[1:], "--json", env=vars_)
+    assert found.returncode == 0, (cmd, found.stdout, found.stderr)
+    assert [r["run"] for r in json.loads(found.stdout)] == [audit["run"]], found.stderr
     assert rx.url not in proc.stdout + proc.stderr and "warning" not in proc.stderr
 
 
