@@ -165,9 +165,11 @@ def test_backup_for_real_then_list_verify_and_dry_run(world):
         p = run_inv(*args, env=world.local)
         assert p.returncode == 0, (args, p.stderr[-2000:])
         world.check_proc("inv " + " ".join(args), p)
+        if "--dry-run" in args:  # the message is planned (webhook masked), not sent (checked below)
+            assert f"notify: POST http://127.0.0.1:{world.rx.port}/*** (backup success" in p.stdout, p.stdout
     verified = run_inv("backups.verify", "--env", "local", "--id", man["id"], "--json", env=world.local)
     assert json.loads(verified.stdout)[0]["ok"] is True  # decrypted with the sentinel-free age identity
-    assert [m["attachments"][0]["title"] for m in world.rx.got[sent:]] == ["Backup OK: local"]
+    assert [m["attachments"][0]["title"] for m in world.rx.got[sent:]] == ["Backup OK: local"]  # dry-runs sent nothing
     world.check_messages()
     # every object in the bucket that is text (manifests, markers) and every state/metrics file
     import boto3
