@@ -144,6 +144,7 @@ class BackupCfg(Strict):
     # hold the private key. encryption_key is the matching age identity (secret), needed to verify/restore.
     encryption_recipient: str = ""
     encryption_key: Optional[SecretRef] = None
+    # Backup messages only, to another channel than notify.webhook_url (empty: notify.webhook_url).
     webhook_url: Optional[SecretRef] = None
     metrics_file: str = ".iosops/metrics/iosops_backup.prom"
     retention: RetentionCfg = RetentionCfg()
@@ -250,6 +251,17 @@ class HostsCfg(Strict):
     connect_timeout_s: PositiveInt = 10
 
 
+class NotifyCfg(Strict):
+    """Slack-compatible webhook messages on deploy start/success/failure/rollback, `inv rollback` and
+    backups (iosops.notify). A dead, slow or failing webhook never fails or blocks the operation."""
+    webhook_url: Optional[SecretRef] = None  # empty: no messages
+    # false (local): a webhook secret that is not available means "no messages", without a warning.
+    required: bool = True
+    timeout_s: float = Field(3.0, gt=0, le=30)  # per attempt (connect is capped at 2 s)
+    attempts: int = Field(3, ge=1, le=10)
+    max_total_s: float = Field(10.0, gt=0, le=60)  # hard bound per message, retries and backoff included
+
+
 class EnvConfig(Strict):
     name: str
     description: str = ""
@@ -265,6 +277,7 @@ class EnvConfig(Strict):
     monitoring: MonitoringCfg = MonitoringCfg()
     deploy: DeployCfg = DeployCfg()
     hosts: HostsCfg = HostsCfg()
+    notify: NotifyCfg = NotifyCfg()
     secrets: dict[str, SecretRef] = {}
 
 

@@ -14,9 +14,16 @@ class BadInput(IosopsError):
 
 
 class OperationFailed(IosopsError):
-    """The operation ran and failed; whatever it changed has been rolled back (the message says what)."""
+    """The operation ran and failed; whatever it changed has been rolled back (the message says what).
+
+    `rolled_back` names what an automatic rollback restored (empty: nothing had changed), so callers
+    such as notifications can tell "failed" from "failed and rolled back" without parsing the message."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, rolled_back: str = ""):
+        super().__init__(message)
+        self.rolled_back = rolled_back
 
 
 class LockHeld(OperationFailed):

@@ -1,5 +1,5 @@
 """Every mutating task runs inside `operation()`: one lock per env (who/when/what), one audit line per
-run (who, when, env, task, args without secrets, outcome). Dry-runs take no lock and write no audit
+run (run id, who, when, env, task, args without secrets, outcome). Dry-runs take no lock and write no audit
 line, because they change nothing.
 """
 from __future__ import annotations
@@ -11,7 +11,9 @@ import json
 import os
 import socket
 import time
+import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -19,6 +21,19 @@ from .errors import IosopsError, LockHeld
 from .secrets import redact
 
 SECRET_WORDS = ("password", "secret", "token", "key")
+
+# The run in progress (set by operation() for real runs): notifications name its audit line.
+_current: ContextVar[dict | None] = ContextVar("iosops_current_run", default=None)
+
+
+def current_run() -> dict | None:
+    """{"run", "task", "env", "who", "audit"} of the mutating run in progress, or None (dry-run, or a
+    library call outside an `inv` task)."""
+    return _current.get()
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def who() -> str:
@@ -121,7 +136,12 @@ def operation(state_dir: Path, env: str, task: str, args: Mapping[str, Any], *, 
         if say:
             say(note)
     start = time.monotonic()
-    record: dict[str, Any] = {"ts": now_iso(), "who": who(), "env": env, "task": task, "args": clean_args(args)}
+    run_id = new_run_id()
+    ctx["run"] = run_id
+    record: dict[str, Any] = {"ts": now_iso(), "run": run_id, "who": who(), "env": env, "task": task,
+                              "args": clean_args(args)}
+    token = _current.set({"run": run_id, "task": task, "env": env, "who": record["who"],
+                          "audit": str(AuditLog(state_dir).path)})
     try:
         yield ctx
         record.update(outcome="ok", exit_code=0)
@@ -135,6 +155,7 @@ def operation(state_dir: Path, env: str, task: str, args: Mapping[str, Any], *, 
         record.update(outcome="error", exit_code=1, error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        _current.reset(token)
         record["duration_s"] = round(time.monotonic() - start, 3)
         if ctx.get("detail"):
             record["detail"] = ctx["detail"]

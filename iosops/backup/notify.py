@@ -1,36 +1,11 @@
-"""Slack-compatible webhook messages and Prometheus textfile metrics. Neither may fail the operation:
-a dead webhook costs at most a few bounded retries and a warning line."""
+"""Prometheus textfile metrics of backups (webhook messages: iosops.notify, shared with deploys)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
 from ..config import Env
 from ..runner import Runner
-
-
-def webhook(env: Env, runner: Runner, text: str, attempts: int = 3, timeout: float = 3.0) -> bool:
-    ref = env.cfg.backup.webhook_url
-    if ref is None:
-        return False
-    try:
-        url = ref.reveal("backup.webhook_url", env.root).get()
-    except Exception as exc:  # a missing webhook secret must not fail a backup
-        runner.info(f"warning: webhook not sent: {exc}")
-        return False
-    for attempt in range(1, attempts + 1):
-        try:
-            r = runner.http("POST", url, json={"text": text}, timeout=timeout)
-            if r.dry_run or r.rc == 0:
-                return True
-            last = f"HTTP {r.rc}"
-        except Exception as exc:
-            last = type(exc).__name__
-        if attempt < attempts:
-            time.sleep(0.2 * 2 ** attempt)
-    runner.info(f"warning: webhook not delivered after {attempts} attempts ({last}); the operation itself is unaffected")
-    return False
 
 
 def read_textfile(path: Path) -> dict[str, float]:

@@ -5,9 +5,10 @@ import time
 
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
+from ..notify import Event, send
 from ..runner import Runner
 from . import manifest as mf
-from .notify import webhook, write_metrics
+from .notify import write_metrics
 from .sources import SOURCES
 from .store import open_store
 
@@ -63,7 +64,9 @@ def run_backup(env: Env, runner: Runner, only: str = "", label: str = "") -> mf.
     except IosopsError as exc:
         if not runner.dry_run:
             write_metrics(env, runner, {f'iosops_backup_last_run_success{{component="{c}"}}': 0 for c in components})
-            webhook(env, runner, f":x: iosops backup FAILED in {env.name} ({man.id}): {exc}")
+            send(env, runner, Event("backup", "failure", env.name, version=man.id, target=store.url,
+                                    duration_s=round(time.monotonic() - t0, 1), summary=", ".join(components),
+                                    error=str(exc)))
         raise OperationFailed(f"backup {man.id} failed: {exc}; nothing was committed (no manifest), the "
                               f"partial objects are swept by `inv backups.prune`") from None
     if not runner.dry_run:
@@ -76,6 +79,8 @@ def run_backup(env: Env, runner: Runner, only: str = "", label: str = "") -> mf.
                 a.size for a in man.artifacts if a.component == comp)
         values["iosops_backup_last_duration_seconds"] = man.duration_s
         write_metrics(env, runner, values)
-        webhook(env, runner, f":white_check_mark: iosops backup OK in {env.name}: {man.id}, "
-                f"{man.total_size() / 1e6:.1f} MB, {man.duration_s}s ({', '.join(components)})")
+    # In dry-run this is a plan line (webhook masked); nothing is sent.
+    send(env, runner, Event("backup", "success", env.name, version=man.id, target=store.url,
+                            duration_s=man.duration_s,
+                            summary=f"{man.total_size() / 1e6:.1f} MB: {', '.join(components)}"))
     return man

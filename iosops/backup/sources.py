@@ -51,8 +51,13 @@ def redis_env(env: Env) -> dict:
 
 def redis_info(env: Env, runner: Runner) -> dict[str, str]:
     r = env.cfg.backup.redis
-    return rc.parse_info(runner.run(rc.raw(r.host, r.port, "INFO", "persistence"), mutating=False,
-                                    env=redis_env(env)).stdout)
+    out = runner.run(rc.raw(r.host, r.port, "INFO", "persistence"), mutating=False, env=redis_env(env)).stdout
+    # A wrong password is an error reply with exit 0: without this, BGSAVE "never finishes" (600 s wait).
+    problem = rc.reply_error(out)
+    if problem:
+        raise OperationFailed(f"redis {r.host}:{r.port} answered {problem!r}; check backup.redis.password "
+                              "(and the server's requirepass/ACL)")
+    return rc.parse_info(out)
 
 
 def redis_fingerprint(env: Env, runner: Runner) -> dict:

@@ -1,6 +1,8 @@
 """redis-cli / redis-check-rdb argv builders. Passwords go through REDISCLI_AUTH, never argv."""
 from __future__ import annotations
 
+from typing import Optional
+
 from ..errors import OperationFailed
 
 
@@ -14,6 +16,17 @@ def raw(host: str, port: int, *args: str) -> list[str]:
 
 def check_rdb(path: str) -> list[str]:
     return ["redis-check-rdb", path]
+
+
+ERROR_CODES = ("ERR", "NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "BUSY", "MISCONF", "MASTERDOWN")
+
+
+def reply_error(stdout: str) -> Optional[str]:
+    """redis-cli exits 0 on an error reply (NOAUTH, WRONGPASS, ERR ...) and prints it on stdout: the
+    reply when it is one, else None. For replies that cannot legitimately start so (INFO, BGSAVE)."""
+    first = next((line.strip() for line in stdout.splitlines() if line.strip()), "")
+    first = first.removeprefix("(error) ")
+    return first if first.split(" ", 1)[0] in ERROR_CODES else None
 
 
 def parse_info(text: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from ..commands import compose as cc
 from ..commands import docker as d
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
+from ..notify import Tracker, tag_of, tracked
 from ..runner import RemoteRunner, Runner, SSHHost
 from . import nginx as ng
 
@@ -428,17 +429,35 @@ def remove_colour(t: Target, colour: str) -> None:
 def _verify(env: Env, runner: Runner, ts: list[Target], colour: str) -> list[str]:
     if not env.cfg.deploy.verify_hosts:
         return ["verify-hosts: skipped (deploy.verify_hosts is false)"]
+    if runner.dry_run:  # the new colour is not started in a dry-run, so its checks could only fail
+        runner.call(f"testinfra checks of env {env.name} (colour {colour})", lambda: None)
+        return ["verify-hosts: planned, not run (the new colour is not started in a dry-run)"]
     from ..hosts.verify import verify
 
     report = verify(env, runner, colour=colour)
     return [f"verify-hosts: {report.summary()}"]
 
 
+def placement(ts: list[Target]) -> str:
+    return f"compose on {', '.join(t.name for t in ts)}"
+
+
 def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False,
            say: Optional[Callable[[str], None]] = None) -> DeployResult:
+    """The blue-green deploy, with its webhook messages (start, then success, failure or rolled back)."""
+    with tracked(env, runner, "deploy", version=tag_of(image)) as ev:
+        result = _deploy(env, runner, image, allow_destructive, say, ev)
+        ev.set(summary=f"{result.colour} is live" + (f"; {result.previous} kept running for `inv rollback`"
+                                                     if result.previous else ""))
+    return result
+
+
+def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
+            say: Optional[Callable[[str], None]], ev: Tracker) -> DeployResult:
     start = time.monotonic()
     say = say or runner.info
     ts = targets(env, runner)
+    ev.set(target=placement(ts))
     check_reachable(ts)
     for t in ts:
         check_image(t, image)
@@ -464,6 +483,8 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
         states[t.name] = json.loads(raw) if raw else {"images": {}}
         images = {**states[t.name].get("images", {}), idle: image}
         write_stack_files(t, images)
+    previous = states[ts[0].name].get("images", {}).get(active, "") if active else ""
+    ev.start(previous=tag_of(previous) if previous else "")
 
     started: list[Target] = []
     try:
@@ -519,7 +540,8 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
         where = f"traffic stays on {active}" if active else "no traffic was ever routed"
         if isinstance(exc, BadInput) and not started:
             raise
-        raise OperationFailed(f"deploy of {image} failed before the switch: {exc}; rolled back: {what}; {where}") from None
+        raise OperationFailed(f"deploy of {image} failed before the switch: {exc}; rolled back: {what}; {where}",
+                              rolled_back=f"{what}; {where}" if started else "") from None
 
     # The switch: all hosts were ready. A failure on one host switches the others back.
     since = {t.name: t.now() for t in ts}
@@ -539,7 +561,8 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
             for t in ts:
                 remove_colour(t, idle)
             raise OperationFailed(f"switch to {idle} failed: {exc}; rolled back: traffic back on {active}, "
-                                  f"api-{idle} removed") from None
+                                  f"api-{idle} removed",
+                                  rolled_back=f"traffic back on {active}, api-{idle} removed") from None
 
         window = env.cfg.deploy.error_window_s
         if window > 0 and not runner.dry_run:
@@ -555,7 +578,9 @@ def deploy(env: Env, runner: Runner, image: str, allow_destructive: bool = False
                 drain(t)
             raise OperationFailed(f"{idle} answered {errors}/{total} requests with 5xx after the switch "
                                   f"(> {env.cfg.deploy.max_error_rate:.1%}); rolled back: traffic back on {active} "
-                                  f"(api-{idle} left running without traffic for inspection)")
+                                  f"(api-{idle} left running without traffic for inspection)",
+                                  rolled_back=f"traffic back on {active} (api-{idle} left running without "
+                                              "traffic for inspection)")
         step(f"error rate after switch: {errors}/{total} 5xx over {window}s")
 
     for t in ts:
@@ -579,8 +604,17 @@ class RollbackResult:
 
 
 def rollback(env: Env, runner: Runner) -> RollbackResult:
+    """`inv rollback`: traffic back to the previous colour, with its webhook message."""
+    with tracked(env, runner, "rollback") as ev:
+        result = _rollback(env, runner, ev)
+        ev.set(summary=f"traffic on {result.colour}; {result.previous} keeps running for a redeploy")
+    return result
+
+
+def _rollback(env: Env, runner: Runner, ev: Tracker) -> RollbackResult:
     start = time.monotonic()
     ts = targets(env, runner)
+    ev.set(target=placement(ts))
     check_reachable(ts)
     actives = {t.name: active_colour(t) for t in ts}
     if None in actives.values():
@@ -590,15 +624,17 @@ def rollback(env: Env, runner: Runner) -> RollbackResult:
         raise BadInput(f"hosts disagree on the active colour ({actives}); fix by hand first")
     active = next(iter(actives.values()))
     back = ng.other(active)
-    image = ""
+    image = live = ""
     for t in ts:
         raw = t.read("state.json")
-        image = (json.loads(raw) if raw else {}).get("images", {}).get(back, "")
+        images = (json.loads(raw) if raw else {}).get("images", {})
+        image, live = images.get(back, ""), images.get(active, "")
         ids = t.containers(f"api-{back}")
         if not ids and not runner.dry_run:
             raise BadInput(f"api-{back} is not running on {t.name}: nothing to roll back to; deploy a known-good "
                            "tag with `inv deploy --tag ...`")
         wait_ready(t, f"api-{back}", min(env.cfg.deploy.health_timeout_s, 30))
+    ev.set(version=tag_of(image) if image else "", previous=tag_of(live) if live else "")
     switched: list[Target] = []
     try:
         for t in ts:

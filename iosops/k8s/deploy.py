@@ -22,6 +22,7 @@ import yaml
 from ..commands import kubectl as k
 from ..config import Env, K8sCfg
 from ..errors import BadInput, OperationFailed
+from ..notify import Tracker, tracked
 from ..runner import Runner
 from .render import (API, COLOURS, PREVIEW, check_secrets, check_tag, deployment, k8s_cfg, other, render,
                      secret_manifests, validate)
@@ -166,11 +167,26 @@ class Outcome:
         return asdict(self)
 
 
+def placement(cfg: K8sCfg) -> str:
+    return f"kubernetes context {cfg.context}, namespace {cfg.namespace}"
+
+
 def deploy(env: Env, runner: Runner, tag: str, *, now: Clock = utcnow) -> Outcome:
+    """The blue-green deploy, with its webhook messages (start, then success, failure or rolled back)."""
+    with tracked(env, runner, "deploy", version=tag or "") as ev:
+        out = _deploy(env, runner, tag, now, ev)
+        ev.set(summary=f"{out.tag} live on {out.live}" + (f"; {out.previous} kept until {out.keep_until} for "
+                                                          "`inv k8s.rollback`" if out.previous else ""))
+    return out
+
+
+def _deploy(env: Env, runner: Runner, tag: str, now: Clock, ev: Tracker) -> Outcome:
     cfg = k8s_cfg(env)
     check_tag(tag)
+    ev.set(target=placement(cfg))
     check_context(env, runner, cfg)
     state = read_state(runner, cfg)
+    ev.start(previous=state.tags.get(state.live, "") if state.live else "")
     # Before the first deploy nothing is live: render as if green were, so blue is the idle colour.
     live = state.live or "green"
     target = other(live)
@@ -205,7 +221,8 @@ def deploy(env: Env, runner: Runner, tag: str, *, now: Clock = utcnow) -> Outcom
     except OperationFailed as exc:
         restored = undo_deploy(runner, cfg, state, target, switched) if changed else []
         raise OperationFailed(f"deploy of {tag} to {env.name} failed at {step}: {exc}; rolled back: "
-                              f"{'; '.join(restored) or 'nothing had changed'}") from None
+                              f"{'; '.join(restored) or 'nothing had changed'}",
+                              rolled_back="; ".join(restored)) from None
     if state.live:
         out.keep_until = iso(now() + dt.timedelta(seconds=cfg.rollback_window_s))
         out.steps.append(f"{deployment(state.live)} keeps {state.replicas.get(state.live)} replica(s) for rollback "
@@ -244,7 +261,15 @@ def undo_deploy(runner: Runner, cfg: K8sCfg, state: ClusterState, target: str, s
 
 def rollback(env: Env, runner: Runner, *, now: Clock = utcnow) -> Outcome:
     """Send traffic back to the other colour (scaling it up first if the window had passed)."""
+    with tracked(env, runner, "rollback") as ev:
+        out = _rollback(env, runner, now, ev)
+        ev.set(summary=f"traffic on {out.live}; {out.previous} kept for inspection")
+    return out
+
+
+def _rollback(env: Env, runner: Runner, now: Clock, ev: Tracker) -> Outcome:
     cfg = k8s_cfg(env)
+    ev.set(target=placement(cfg))
     check_context(env, runner, cfg)
     state = read_state(runner, cfg)
     if not state.live:
@@ -256,6 +281,7 @@ def rollback(env: Env, runner: Runner, *, now: Clock = utcnow) -> Outcome:
     ctx, ns, kc = cfg.context, cfg.namespace, cfg.kubectl
     out = Outcome(env.name, "rollback", tag=state.tags.get(back, ""), live=back, previous=state.live,
                   dry_run=runner.dry_run)
+    ev.set(version=out.tag, previous=state.tags.get(state.live, ""))
     scaled = switched = False
     step = "scale up"
     try:
@@ -283,7 +309,8 @@ def rollback(env: Env, runner: Runner, *, now: Clock = utcnow) -> Outcome:
             except OperationFailed as exc2:
                 restored.append(f"FAILED to scale {deployment(back)} back to 0 ({exc2})")
         raise OperationFailed(f"rollback of {env.name} failed at {step}: {exc}; traffic stays on {state.live}; "
-                              f"rolled back: {'; '.join(restored) or 'nothing had changed'}") from None
+                              f"rolled back: {'; '.join(restored) or 'nothing had changed'}",
+                              rolled_back="; ".join(restored)) from None
     out.steps.append(f"traffic on {back} ({out.tag}); {deployment(state.live)} kept for inspection: "
                      f"inv k8s.scale-down --env {env.name}")
     return out

@@ -29,12 +29,15 @@ def release(c, env=None):
     print(f"released lock of {holder['who']}" if holder else f"no change: env {e.name} was not locked")
 
 
-@task(help={"env": ENV_HELP, "lines": "How many lines", "json_": JSON_HELP})
-def audit(c, env=None, lines=20, json_=False):
+@task(help={"env": ENV_HELP, "lines": "How many lines", "run": "Only the line of this run id (as a "
+            "notification names it)", "json_": JSON_HELP})
+def audit(c, env=None, lines=20, run="", json_=False):
     """Show the last lines of the audit log for an env."""
     from iosops.ops import AuditLog
 
     with task_env(env) as e:
-        rows = [r for r in AuditLog(e.state_dir).tail(10_000) if r.get("env") == e.name][-int(lines):]
-    emit(rows, json_, [f"{r['ts']} {r['who']} {r['task']} {r['outcome']} {r.get('duration_s', '')}s "
-                       f"{r.get('args', {})}" for r in rows])
+        rows = [r for r in AuditLog(e.state_dir).tail(10_000) if r.get("env") == e.name
+                and (not run or r.get("run") == run)][-int(lines):]
+    emit(rows, json_, [f"{r['ts']} {r.get('run', '-')} {r['who']} {r['task']} {r['outcome']} "
+                       f"{r.get('duration_s', '')}s {r.get('args', {})}"
+                       + (f" error: {r['error']}" if r.get("error") else "") for r in rows])

@@ -61,3 +61,40 @@ def stack(stack_env, api_image):
 
 def docker(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["/usr/bin/docker", *args], capture_output=True, text=True, timeout=300)
+
+
+def image_layer_hits(docker_api, image: str, needles: list[bytes], max_file_bytes: int = 5_000_000) -> list[tuple]:
+    """Every file of every layer of `image` (docker save), searched for each needle: (where, needle) for
+    each file holding one. Also searches the image config and history (env, labels, build args)."""
+    import json
+    import tarfile
+    import tempfile
+    from pathlib import Path
+
+    hits: list[tuple] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tar_path = Path(tmp) / "image.tar"
+        with open(tar_path, "wb") as fh:
+            for chunk in docker_api.get_image(image):
+                fh.write(chunk)
+        with tarfile.open(tar_path) as outer:
+            for member in outer.getmembers():
+                if not member.isfile():
+                    continue
+                data = outer.extractfile(member).read()
+                if member.name.endswith(".json"):  # config (env, labels, history), manifest
+                    hits += [(member.name, n) for n in needles if n in data]
+                    continue
+                try:
+                    layer = tarfile.open(fileobj=__import__("io").BytesIO(data))
+                except tarfile.TarError:
+                    hits += [(member.name, n) for n in needles if n in data]
+                    continue
+                with layer:
+                    for f in layer.getmembers():
+                        if f.isfile() and f.size < max_file_bytes:
+                            content = layer.extractfile(f).read()
+                            hits += [(f"{member.name}:{f.name}", n) for n in needles if n in content]
+    history = json.dumps(docker_api.history(image)).encode()
+    hits += [("history", n) for n in needles if n in history]
+    return hits

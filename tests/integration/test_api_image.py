@@ -1,15 +1,12 @@
 """The API image on a real Docker engine with real PostgreSQL and Redis containers."""
 import json
-import tarfile
-import tempfile
 import time
-from pathlib import Path
 
 import requests
 
 from iosops.stack.local import names
 from tests.conftest import ROOT
-from tests.integration.conftest import docker
+from tests.integration.conftest import docker, image_layer_hits
 
 
 def test_stack_is_ready_with_every_check(stack):
@@ -90,21 +87,7 @@ def test_extra_ca_certificates_never_reach_the_image(api_image, docker_api):
     certs = staged_ca_files(load_env("local", environ={}))
     needles = [c.read_bytes().strip().splitlines()[1] for c in certs]  # first base64 line of each cert
     assert not list((ROOT / "docker/.build-ca").glob("*.crt")), "staged certificates were left behind"
-    with tempfile.TemporaryDirectory() as tmp:
-        tar_path = Path(tmp) / "image.tar"
-        with open(tar_path, "wb") as fh:
-            for chunk in docker_api.get_image(api_image.image):
-                fh.write(chunk)
-        hits = []
-        with tarfile.open(tar_path) as outer:
-            for member in outer.getmembers():
-                if not member.isfile() or not member.name.endswith(".tar"):
-                    continue
-                with tarfile.open(fileobj=outer.extractfile(member)) as layer:
-                    for f in layer.getmembers():
-                        if f.isfile() and f.size < 5_000_000:
-                            data = layer.extractfile(f).read()
-                            hits += [f.name for n in needles if n in data]
+    hits = image_layer_hits(docker_api, api_image.image, needles)
     assert hits == []
     # Where this machine has extra CAs, the build above really used (and dropped) them.
     print(f"checked {len(needles)} extra CA certificate(s) against every layer")

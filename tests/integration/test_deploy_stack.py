@@ -22,13 +22,28 @@ from iosops.deploy.loadgen import Load
 from iosops.runner import Runner
 from tests.conftest import TEST_STATE, free_port, run_inv
 from tests.integration.conftest import docker
+from tests.webhook_receiver import Receiver
 
 urllib3.disable_warnings()
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def edge(api_image, offline_images, tmp_path_factory):
+def slack(tmp_path_factory):
+    """The deploys' webhook messages land here (a local receiver standing in for Slack)."""
+    with Receiver() as rx:
+        hook = tmp_path_factory.mktemp("hook") / "url"
+        hook.write_text(rx.url)
+        rx.hook_file = str(hook)
+        yield rx
+
+
+def titles(rx, since: int) -> list[str]:
+    return [m["attachments"][0]["title"] for m in rx.got[since:]]
+
+
+@pytest.fixture(scope="module")
+def edge(api_image, offline_images, tmp_path_factory, slack):
     """A first deploy (blue) of a fresh stack; the env vars make `inv` subprocesses target it. Its own
     state dir: lock and audit log are this stack's alone (other runs may use env local meanwhile)."""
     from iosops.build.offline import build_offline
@@ -37,7 +52,8 @@ def edge(api_image, offline_images, tmp_path_factory):
     state = tmp_path_factory.mktemp("edge-state")
     vars_ = {"IOSOPS_STACK__NAME": name, "IOSOPS_DEPLOY__HTTP_PORT": str(free_port()),
              "IOSOPS_DEPLOY__HTTPS_PORT": str(free_port()), "IOSOPS_STACK__LABELS": '{"iosops.test": "1"}',
-             "IOSOPS_STATE_DIR": str(state)}
+             "IOSOPS_STATE_DIR": str(state), "IOSOPS_NOTIFY__WEBHOOK_URL__FILE": slack.hook_file,
+             "IOSOPS_NOTIFY__REQUIRED": "true", "IOSOPS_ACTOR": "itest@deploy-stack"}
     env = load_env("local", environ=vars_)
     build_offline(env, Runner(), ("nginx",))
     tag = api_image.image.rsplit(":", 1)[1]
@@ -68,8 +84,12 @@ def retag(image: str, suffix: str) -> str:
     return ref
 
 
-def test_first_deploy_brings_the_stack_up_healthy(edge):
+def test_first_deploy_brings_the_stack_up_healthy(edge, slack):
     assert edge["first"]["colour"] == "blue" and edge["first"]["previous"] is None
+    assert titles(slack, 0)[:2] == ["Deploy started: local", "Deploy succeeded: local"]
+    f = slack.fields(1)
+    assert (f["Version"], f["Previous"], f["Who"]) == (f"`{edge['tag']}`", "none (first deploy)", "itest@deploy-stack")
+    assert f["Target"] == "compose on local" and f["Summary"].startswith("blue is live")
     assert any("verify-hosts: " in s and "passed" in s for s in edge["first"]["steps"])
     r = requests.get(url(edge, "/ready"), verify=False, timeout=5)
     assert r.status_code == 200 and r.json()["status"] == "ready"
@@ -170,9 +190,10 @@ def _deploy_under_load(edge, *args, rate=100, min_count=1500):
     return proc, result
 
 
-def test_blue_green_deploy_under_load_loses_nothing_then_rollback(edge):
+def test_blue_green_deploy_under_load_loses_nothing_then_rollback(edge, slack):
     new = retag(edge["image"], "itest-green")
     try:
+        before = len(slack.got)
         proc, load = _deploy_under_load(edge, "deploy", "--env", "local", "--tag", new.rsplit(":", 1)[1], "--json")
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = json.loads(proc.stdout)
@@ -191,7 +212,14 @@ def test_blue_green_deploy_under_load_loses_nothing_then_rollback(edge):
         assert load.failed == 0 and load.sent >= 1500, load
         assert nginx_logs(edge)[-1]["colour"] == "blue"
         audit = run_inv("lock.audit", "--env", "local", "--json", "--lines", "2", env=edge["vars"])
-        assert [(r["task"], r["outcome"]) for r in json.loads(audit.stdout)] == [("deploy", "ok"), ("rollback", "ok")]
+        rows = json.loads(audit.stdout)
+        assert [(r["task"], r["outcome"]) for r in rows] == [("deploy", "ok"), ("rollback", "ok")]
+        # the webhook heard each step, and each message names its audit line
+        assert titles(slack, before) == ["Deploy started: local", "Deploy succeeded: local", "Rollback done: local"]
+        dep, rb = slack.fields(before + 1), slack.fields(before + 2)
+        assert (dep["Version"], dep["Previous"]) == (f"`{new.rsplit(':', 1)[1]}`", f"`{edge['tag']}`")
+        assert (rb["Version"], rb["Rolled back from"]) == (f"`{edge['tag']}`", f"`{new.rsplit(':', 1)[1]}`")
+        assert f"run {rows[0]['run']} in " in dep["Audit"] and f"run {rows[1]['run']} in " in rb["Audit"]
     finally:
         docker("rmi", new)
 
@@ -206,10 +234,11 @@ def _derived(base: str, tmp_path: Path, dockerfile: str, files: dict[str, str] |
     return ref
 
 
-def test_release_whose_ready_fails_is_rolled_back_automatically(edge, tmp_path):
+def test_release_whose_ready_fails_is_rolled_back_automatically(edge, tmp_path, slack):
     # The same app, configured so its readiness checks cannot succeed (0 s timeout): /health passes
     # (Docker says healthy), /ready answers 503. The production app is unchanged.
     bad = _derived(edge["image"], tmp_path, "ENV READY_CHECK_TIMEOUT_S=0")
+    sent = len(slack.got)
     try:
         before = bg.active_colour(bg.targets(edge["env"], Runner())[0])
         vars_ = {**edge["vars"], "IOSOPS_DEPLOY__READY_TIMEOUT_S": "15"}
@@ -225,6 +254,10 @@ def test_release_whose_ready_fails_is_rolled_back_automatically(edge, tmp_path):
         t = bg.targets(edge["env"], Runner())[0]
         assert bg.active_colour(t) == before
         assert t.containers(f"api-{bg.ng.other(before)}") == []  # the failed release was removed
+        assert titles(slack, sent) == ["Deploy started: local", "Deploy FAILED, rolled back automatically: local"]
+        f = slack.fields()
+        assert f["Rolled back"] == f"removed api-{bg.ng.other(before)} on local; traffic stays on {before}"
+        assert "not ready" in f["Error"] and f["Version"] == f"`{bad.rsplit(':', 1)[1]}`"
     finally:
         docker("rmi", bad)
 
@@ -259,10 +292,12 @@ def test_invalid_nginx_config_is_never_reloaded(edge):
     assert requests.get(url(edge, "/health"), verify=False, timeout=5).status_code == 200
 
 
-def test_bad_input_is_refused_before_anything_changes(edge, tmp_path):
-    # unknown tag
+def test_bad_input_is_refused_before_anything_changes(edge, tmp_path, slack):
+    # unknown tag: refused before anything started, so no message either
+    sent = len(slack.got)
     proc = run_inv("deploy", "--env", "local", "--tag", "no-such-tag-123", env=edge["vars"])
     assert proc.returncode == 2 and "unknown image iosops/api:no-such-tag-123" in proc.stderr, proc.stderr
+    assert len(slack.got) == sent
     # a second deploy while the lock is held names the holder
     from iosops.ops import EnvLock
 
@@ -293,7 +328,7 @@ def test_fresh_stack_refuses_busy_port_and_missing_certificate(api_image):
     shutil.rmtree(TEST_STATE / "stacks" / name, ignore_errors=True)
 
 
-def test_error_rate_after_switch_rolls_back_automatically(edge):
+def test_error_rate_after_switch_rolls_back_automatically(edge, slack):
     """A release that passes its checks but answers 5xx to real traffic after the switch: a share of
     the load hits a path the API answers with 500 (an OFFSET beyond PostgreSQL's bigint), and with
     max_error_rate 5% the deploy must switch back by itself; the good requests lose nothing."""
@@ -301,6 +336,7 @@ def test_error_rate_after_switch_rolls_back_automatically(edge):
     t = bg.targets(edge["env"], Runner())[0]
     before = bg.active_colour(t)
     vars_ = {**edge["vars"], "IOSOPS_DEPLOY__MAX_ERROR_RATE": "0.05", "IOSOPS_DEPLOY__ERROR_WINDOW_S": "4"}
+    sent = len(slack.got)
     good = Load(edge["https"], rate=60, min_count=600).start()
     bad = Load(edge["https"], path="/items?limit=1&offset=99999999999999999999999", rate=20, min_count=200, expect=500).start()
     try:
@@ -312,6 +348,8 @@ def test_error_rate_after_switch_rolls_back_automatically(edge):
     assert proc.returncode == 1, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()[-1]
     assert "with 5xx after the switch" in err and f"rolled back: traffic back on {before}" in err, err
+    assert titles(slack, sent) == ["Deploy started: local", "Deploy FAILED, rolled back automatically: local"]
+    assert slack.fields()["Rolled back"].startswith(f"traffic back on {before}")
     assert bg.active_colour(t) == before
     assert b.statuses.get(500, 0) > 0, b
     # Known finding (README): after an unhandled exception uvicorn closes the keep-alive connection;
@@ -329,12 +367,17 @@ def test_error_rate_after_switch_rolls_back_automatically(edge):
     assert requests.get(url(edge, "/health"), verify=False, timeout=5).status_code == 200
 
 
-def test_deploy_dry_run_plans_the_switch_and_changes_nothing(edge):
+def test_deploy_dry_run_plans_the_switch_and_changes_nothing(edge, slack):
     t = bg.targets(edge["env"], Runner())[0]
     before = (Path(t.dir) / "nginx/conf.d/upstream.conf").read_text()
+    sent = len(slack.got)
     proc = run_inv("deploy", "--env", "local", "--tag", edge["tag"], "--dry-run", "--json", env=edge["vars"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     plan = json.loads(proc.stdout)["plan"]
+    assert len(slack.got) == sent  # planned, not sent
+    notes = [p for p in plan if p.startswith("notify: POST ")]
+    assert len(notes) == 2 and all(f"http://127.0.0.1:{slack.port}/*** (deploy " in p for p in notes), plan
+    assert slack.secret_path not in proc.stdout + proc.stderr
     test_at = next(i for i, p in enumerate(plan) if "nginx -t" in p)
     reload_at = next(i for i, p in enumerate(plan) if p.endswith("-s reload"))
     assert test_at < reload_at
