@@ -106,12 +106,19 @@ def prefetch(env, store, names: list[str], spool: Path, workers: int = 4) -> int
 def restore_command(env, spool: Path) -> str:
     """`cp` from the prefetch spool when the file is there, else fetch it from the store. A copy, not a
     move: recovery asks for some files twice (the last segment, the timeline history), and every miss
-    costs an interpreter start. The spool is removed when the restore ends."""
+    costs an interpreter start. With a local-directory store a file the archive does not hold (recovery
+    probes for the next segment and for newer timelines) is answered by the shell at once: the archive
+    writes <name>.json last, so its absence is exactly "not archived". The spool is removed when the
+    restore ends."""
     import shlex
 
+    q = shlex.quote(str(spool))
     fallback = command_line(env, "fetch")
-    return (f"if [ -f {shlex.quote(str(spool))}/%f ]; then cp {shlex.quote(str(spool))}/%f %p; "
-            f"else {fallback}; fi")
+    absent = ""
+    if env.cfg.backup.store.kind == "local":
+        wal_dir = shlex.quote(str(env.path(env.cfg.backup.store.path) / WAL))
+        absent = f"elif [ ! -f {wal_dir}/%f.json ]; then exit 1; "
+    return f"if [ -f {q}/%f ]; then cp {q}/%f %p; {absent}else {fallback}; fi"
 
 
 def archived_segments(store) -> dict[str, dict]:
