@@ -89,6 +89,7 @@ class DrillReport:
     dataset: dict = field(default_factory=dict)
     writes: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
+    restore_steps: dict = field(default_factory=dict)  # inside "restore": seconds per step of inv restore
     backup_id: str = ""
     error: str = ""
 
@@ -194,7 +195,7 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
 
         phase("restore")  # the fresh instances: an empty Redis, no PostgreSQL data directory at all
         red.start(runner)
-        restore(denv, runner, latest=True, safety=False)
+        rep.restore_steps = restore(denv, runner, latest=True, safety=False).phases
         phase("api ready")
         api.start(runner)
         api.wait_ready(runner, 120)
@@ -354,6 +355,9 @@ def report_markdown(rep: DrillReport) -> str:
     for p in rep.phases:
         bar = "█" * max(1, int(30 * p["seconds"] / max(width, 0.01)))
         lines.append(f"| {p['name']} | +{p['start_s']} s | {p['seconds']} s {bar} |")
+    if rep.restore_steps:
+        lines += ["", "Inside *restore* (`inv restore` step timings): " + ", ".join(
+            f"{k.removesuffix('_s')} {v} s" for k, v in rep.restore_steps.items())]
     lines += ["", "## Checks", ""] + [f"- {'✅' if v else '❌'} {k}" for k, v in rep.checks.items()]
     if rep.error:
         lines += ["", f"**Error:** {rep.error}"]

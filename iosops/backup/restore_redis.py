@@ -58,7 +58,9 @@ class Loader:
         self.runner.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                          "--dbfilename", "restore.rdb", "--daemonize", "yes", "--pidfile", str(self.dir / "loader.pid"),
                          "--logfile", str(self.dir / "loader.log"), "--save", "", "--appendonly", "no",
-                         "--protected-mode", "yes"])
+                         "--protected-mode", "yes",
+                         # one replica only: do not wait the default 5 s for more before streaming
+                         "--repl-diskless-sync-delay", "0"])
         self.runner.call(f"wait until the loader on 127.0.0.1:{self.port} has loaded the RDB", self._wait_loaded)
 
     def _wait_loaded(self, timeout: float = 300) -> None:
