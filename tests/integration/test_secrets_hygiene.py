@@ -78,7 +78,7 @@ def sentinel(token: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, moto):  # noqa: F811
+def world(tmp_path_factory, moto):  # noqa: F811  pytest injects the imported fixture by this parameter name
     token = uuid.uuid4().hex[:10]
     ws = tmp_path_factory.mktemp("hygiene")
     sec = ws / "secrets"
@@ -249,7 +249,7 @@ def test_k8s_render_deploy_and_dry_run(world, tmp_path):
     world.check_files(world.ws / "state", "state")
 
 
-def test_build_push_image_layers_and_local_deploy_dry_run(world, registry, docker_api, offline_images):  # noqa: F811
+def test_build_push_image_layers_and_local_deploy_dry_run(world, registry, docker_api, offline_images):  # noqa: F811  fixture parameter names shadow the imports by design
     tag = f"hygiene-{world.token}"
     # a sentinel file inside the checkout, where a careless build context would pick it up (git-ignored)
     planted = ROOT / ".iosops" / f"itest-hygiene-{world.token}"
