@@ -148,7 +148,7 @@ def restore_redis(env: Env, runner: Runner, store, man: mf.Manifest, safety: Opt
 
 def rollback_redis(env: Env, runner: Runner, store, safety: Optional[mf.Manifest]) -> str:
     if safety is None:
-        return "NOTHING for Redis: no safety backup was taken (--no-safety); its dataset is the backup's or partial"
+        return "NOTHING for Redis: no safety backup was taken (there was no live data to save); its dataset is the backup's or partial"
     try:
         load_rdb(env, runner, store, rdb_artifact(safety))
     except IosopsError as exc:

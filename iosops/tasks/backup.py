@@ -90,7 +90,7 @@ def prune(c, env=None, dry_run=False, force=False, json_=False):
                             "only": ONLY_HELP, "yes": "Skip the typed confirmation (prod)",
                             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=False, dry_run=False, json_=False):
-    """Restore (PITR): safety backup first, stop writes, restore, verify; automatic rollback on failure."""
+    """Restore one recovery point (PostgreSQL to a time, Redis, Elasticsearch): safety backup, stop writes, restore, verify; rolls every component back on failure."""
     import sys
 
     from iosops.backup.restore import restore as do_restore
