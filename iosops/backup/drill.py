@@ -20,6 +20,7 @@ from pathlib import Path
 from ..commands import docker as d
 from ..config import Env, load_env
 from ..errors import OperationFailed
+from ..ports import free_port
 from ..runner import Runner
 from ..secrets import Secret
 from . import manifest as mf
@@ -92,12 +93,6 @@ class DrillReport:
     restore_steps: dict = field(default_factory=dict)  # inside "restore": seconds per step of inv restore
     backup_id: str = ""
     error: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Writer(threading.Thread):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import OperationFailed
 from ..runner import Runner
@@ -18,12 +19,15 @@ class RedisInstance:
     def rdb(self) -> Path:
         return self.dir / "dump.rdb"
 
-    def start(self, runner: Runner) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def start(self, runner: Runner, extra: Sequence[str] = (), timeout: float = 30) -> None:
+        """Start on 127.0.0.1 with the RDB in `dir` (loaded if present), no persistence of its own; wait
+        until it answers PING (a server still loading its RDB answers LOADING, not PONG)."""
+        if not runner.dry_run:
+            self.dir.mkdir(parents=True, exist_ok=True)
         runner.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                     "--dbfilename", "dump.rdb", "--daemonize", "yes", "--pidfile", str(self.dir / "redis.pid"),
-                    "--logfile", str(self.dir / "redis.log"), "--save", "", "--appendonly", "no"])
-        self.wait(runner)
+                    "--logfile", str(self.dir / "redis.log"), "--save", "", "--appendonly", "no", *extra])
+        self.wait(runner, timeout)
 
     def wait(self, runner: Runner, timeout: float = 30) -> None:
         def poll() -> None:

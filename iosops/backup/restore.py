@@ -218,10 +218,6 @@ def _write_recovery(inst: PgInstance, conf: str) -> None:
         inst._chown(inst.data_dir / p)
 
 
-def instance_fingerprint(env: Env, runner: Runner, like: Optional[dict] = None) -> dict:
-    return postgres.fingerprint(env, runner, like)
-
-
 def components(plan: RestorePlan, only: str) -> list[str]:
     comps = [c for c in (only.split(",") if only else plan.base.components) if c]
     bad = [c for c in comps if c not in ("postgres", "redis", "elasticsearch")]
@@ -380,7 +376,7 @@ def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: P
         p0 = time.monotonic()
         if not runner.dry_run:
             want = plan.base.fingerprints.get("postgres", {})
-            got = result.fingerprints["postgres"] = instance_fingerprint(env, runner, like=want)
+            got = result.fingerprints["postgres"] = postgres.fingerprint(env, runner, like=want)
             if plan.target == "immediate":
                 if got != want:
                     raise OperationFailed("restored PostgreSQL fingerprints differ from the backup's manifest")

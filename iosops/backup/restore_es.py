@@ -14,6 +14,7 @@ from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
 from ..runner import Runner
 from . import manifest as mf
+from .sources import es_doc_counts
 
 
 def _base(env: Env) -> str:
@@ -26,13 +27,6 @@ def check_es_target(env: Env, man: mf.Manifest) -> None:
                        "elasticsearch from --only")
     if not man.fingerprints.get("elasticsearch", {}).get("snapshot"):
         raise BadInput(f"backup {man.id} records no Elasticsearch snapshot; pick another backup (inv backups.list)")
-
-
-def doc_counts(env: Env, runner: Runner) -> dict[str, int]:
-    r = runner.http("GET", f"{_base(env)}/_cat/indices?format=json&h=index,docs.count", mutating=False)
-    if r.rc:
-        raise OperationFailed(f"elasticsearch: GET _cat/indices answered HTTP {r.rc}")
-    return {i["index"]: int(i["docs.count"]) for i in r.value.json() if not i["index"].startswith(".")}
 
 
 def restore_snapshot(env: Env, runner: Runner, man: mf.Manifest) -> dict[str, int]:
@@ -62,7 +56,7 @@ def restore_snapshot(env: Env, runner: Runner, man: mf.Manifest) -> dict[str, in
             raise OperationFailed(f"elasticsearch: restore of {repo}/{name} left {shards['failed']} failed shard(s)")
     if runner.dry_run:
         return {}
-    now = doc_counts(env, runner)
+    now = es_doc_counts(env, runner)
     return {i: now.get(i, -1) for i in indices}
 
 

@@ -17,9 +17,11 @@ from typing import Optional
 from ..commands import redis as rc
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
+from ..ports import free_port
 from ..runner import Runner
 from . import manifest as mf
 from .artifacts import download
+from .redisinstance import RedisInstance
 from .sources import redis_env, redis_fingerprint, redis_info
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -38,42 +40,6 @@ def check_target(env: Env) -> None:
         raise BadInput(f"env {env.name}: restoring Redis needs it on this host (backup.redis.host is "
                        f"{env.cfg.backup.redis.host}); run the restore on that host, or load the RDB from "
                        "`inv backups.list` with your platform's tooling")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Loader:
-    """The throwaway redis-server that serves the RDB to the live one."""
-
-    def __init__(self, runner: Runner, workdir: Path):
-        self.runner, self.dir, self.port = runner, workdir, _free_port()
-
-    def start(self) -> None:
-        self.runner.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                         "--dbfilename", "restore.rdb", "--daemonize", "yes", "--pidfile", str(self.dir / "loader.pid"),
-                         "--logfile", str(self.dir / "loader.log"), "--save", "", "--appendonly", "no",
-                         "--protected-mode", "yes",
-                         # one replica only: do not wait the default 5 s for more before streaming
-                         "--repl-diskless-sync-delay", "0"])
-        self.runner.call(f"wait until the loader on 127.0.0.1:{self.port} has loaded the RDB", self._wait_loaded)
-
-    def _wait_loaded(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r = self.runner.run(rc.raw("127.0.0.1", self.port, "INFO", "persistence"), mutating=False, check=False)
-            if r.rc == 0 and rc.parse_info(r.stdout).get("loading") == "0":
-                return
-            time.sleep(0.1)
-        raise OperationFailed(f"the loader redis did not load the RDB within {timeout:.0f}s; see {self.dir}/loader.log")
-
-    def stop(self) -> None:
-        self.runner.run(rc.raw("127.0.0.1", self.port, "SHUTDOWN", "NOSAVE"), check=False)
 
 
 def replicate_from(env: Env, runner: Runner, loader_port: int, timeout: float = 600) -> None:
@@ -108,17 +74,18 @@ def load_rdb(env: Env, runner: Runner, store, art: mf.Artifact, fail_before_swap
     if not runner.dry_run:
         env.state_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="iosops-redis-restore-", dir=env.state_dir))
-    loader = Loader(runner, work)
+    loader = RedisInstance(work, free_port())  # the throwaway server that serves the RDB to the live one
     try:
-        download(env, runner, store, art, stdout_path=work / "restore.rdb")
-        runner.run(rc.check_rdb(str(work / "restore.rdb")))  # reads only, but the file exists only for real
+        download(env, runner, store, art, stdout_path=loader.rdb)
+        runner.run(rc.check_rdb(str(loader.rdb)))  # reads only, but the file exists only for real
         if fail_before_swap:  # test hook
             raise OperationFailed("injected failure before the Redis dataset was replaced")
         try:
-            loader.start()
+            # one replica only: stream to it at once (Redis 7 waits 5 s for more by default)
+            loader.start(runner, extra=["--repl-diskless-sync-delay", "0"], timeout=300)
             replicate_from(env, runner, loader.port)
         finally:
-            loader.stop()
+            loader.stop(runner)
     finally:
         if not runner.dry_run:
             shutil.rmtree(work, ignore_errors=True)

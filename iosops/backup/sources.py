@@ -97,6 +97,17 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
     return [art], fp, None
 
 
+def es_doc_counts(env: Env, runner: Runner) -> dict[str, int]:
+    """index -> docs.count from _cat/indices, system (dot) indices left out; {} in a dry-run."""
+    base = env.cfg.backup.elasticsearch_url.rstrip("/")
+    r = runner.http("GET", f"{base}/_cat/indices?format=json&h=index,docs.count", mutating=False)
+    if r.value is None:
+        return {}
+    if r.rc != 0:
+        raise OperationFailed(f"elasticsearch {base}: GET _cat/indices answered {r.rc}")
+    return {i["index"]: int(i["docs.count"]) for i in r.value.json() if not i["index"].startswith(".")}
+
+
 def backup_elasticsearch(env: Env, runner: Runner, store, backup_id: str, timeout: float = 900) -> tuple[list[Artifact], dict, Any]:
     """Snapshot through the Elasticsearch REST API: register the repository (idempotent PUT), start a
     snapshot, poll until SUCCESS, record it. The repository's own storage holds the data."""
@@ -105,12 +116,7 @@ def backup_elasticsearch(env: Env, runner: Runner, store, backup_id: str, timeou
     b = env.cfg.backup
     base = b.elasticsearch_url.rstrip("/")
     repo, snap = b.elasticsearch_repository, f"iosops-{backup_id.lower()}"
-    indices = runner.http("GET", f"{base}/_cat/indices?format=json&h=index,docs.count", mutating=False)
-    fp = {"indices": {}}
-    if indices.value is not None:
-        if indices.rc != 0:
-            raise OperationFailed(f"elasticsearch {base}: GET _cat/indices answered {indices.rc}")
-        fp["indices"] = {i["index"]: int(i["docs.count"]) for i in indices.value.json() if not i["index"].startswith(".")}
+    fp = {"indices": es_doc_counts(env, runner)}
     r = runner.http("PUT", f"{base}/_snapshot/{repo}", json={"type": "fs", "settings": {"location": repo}})
     if r.rc:
         raise OperationFailed(f"elasticsearch: registering snapshot repository {repo} failed (HTTP {r.rc}): {r.stdout[:200]}")

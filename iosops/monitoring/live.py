@@ -10,7 +10,6 @@ Kubernetes/hosts/backups dashboards are run and reported, not required (no such 
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Optional
 
 from ..config import Env, deep_merge, load_env
 from ..errors import OperationFailed
+from ..ports import free_port
 from ..runner import Runner
 from ..stack.local import down as stack_down
 from ..stack.local import up as stack_up
@@ -76,12 +76,6 @@ class LiveReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_env(base: Env, extra: Optional[dict] = None) -> Env:

@@ -38,6 +38,13 @@ class FakeElasticsearch:
                 n = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(n)) if n else {}
 
+            def _snapshot(self, repo: str, snap: str):
+                """The snapshot, or None after answering 404 as Elasticsearch does."""
+                s = fake.snapshots.get(f"{repo}/{snap}")
+                if not s:
+                    self._send(404, {"error": {"type": "snapshot_missing_exception"}, "status": 404})
+                return s
+
             def do_GET(self):
                 path = urlparse(self.path).path
                 fake.requests.append(("GET", self.path, {}))
@@ -45,9 +52,8 @@ class FakeElasticsearch:
                     self._send(200, [{"index": k, "docs.count": str(v)} for k, v in fake.indices.items()])
                 elif path.startswith("/_snapshot/") and path.count("/") == 3:
                     _, _, repo, snap = path.split("/")
-                    s = fake.snapshots.get(f"{repo}/{snap}")
+                    s = self._snapshot(repo, snap)
                     if not s:
-                        self._send(404, {"error": {"type": "snapshot_missing_exception"}, "status": 404})
                         return
                     s["polls"] += 1
                     state = "IN_PROGRESS" if s["polls"] < fake.polls_until_success else (fake.fail_with or "SUCCESS")
@@ -88,9 +94,8 @@ class FakeElasticsearch:
                     self._send(200, {"acknowledged": True, "shards_acknowledged": True,
                                      "indices": {n: {"closed": True} for n in names}})
                 elif parts[0] == "_snapshot" and len(parts) == 4 and parts[3] == "_restore":
-                    s = fake.snapshots.get(f"{parts[1]}/{parts[2]}")
+                    s = self._snapshot(parts[1], parts[2])
                     if not s:
-                        self._send(404, {"error": {"type": "snapshot_missing_exception"}, "status": 404})
                         return
                     wanted = [n for n in body.get("indices", "").split(",") if n] or s["indices"]
                     open_ = [n for n in wanted if n in fake.indices and n not in fake.closed]
