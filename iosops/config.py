@@ -34,6 +34,10 @@ class BuildCfg(Strict):
     dockerfile: str = "docker/Dockerfile"
     context: str = "."
     repository: str = "iosops/api"
+    # The ops image (backups, restores, walstream): built beside the API image with the same tag.
+    ops_repository: str = "iosops/ops"
+    ops_dockerfile: str = "docker/ops/Dockerfile"
+    max_ops_image_mb: PositiveInt = 400
     registry: str = ""
     base_image: str = ""  # empty: images.python
     max_image_mb: PositiveInt = 250
@@ -131,6 +135,19 @@ class MaintenanceCfg(Strict):
     off: list[str] = []
 
 
+class WalstreamCfg(Strict):
+    """The always-on WAL streamer of a deployed stack (compose service `walstream`, Kubernetes Deployment
+    `ios-walstream`): pg_receivewal on a physical replication slot; every completed segment, and the
+    segment being written every `partial_interval_s`, goes to the store (bounds the RPO)."""
+    slot: str = Field("iosops", pattern=r"^[a-z0-9_]{1,63}$")
+    partial_interval_s: float = Field(2.0, gt=0, le=60)
+    metrics_port: int = Field(9898, ge=1, le=65535)
+    spool_dir: str = "/var/lib/iosops/walspool"
+    # The primary keeps at most this much WAL for the slot (max_slot_wal_keep_size): a dead stream can
+    # never fill the database's disk; past it the slot is invalidated and the walstream_* alerts fire.
+    max_slot_wal_keep_size: str = Field("2GB", pattern=r"^[0-9]+(MB|GB|TB)$")
+
+
 class BackupCfg(Strict):
     components: list[Literal["postgres", "redis", "elasticsearch"]] = ["postgres", "redis"]
     store: StoreCfg = StoreCfg()
@@ -151,6 +168,9 @@ class BackupCfg(Strict):
     rto_target_s: PositiveInt = 120
     rpo_target_s: PositiveInt = 60
     maintenance: MaintenanceCfg = MaintenanceCfg()
+    walstream: WalstreamCfg = WalstreamCfg()
+
+
 class K8sCfg(Strict):
     """The Kubernetes target (inv k8s.*): which overlay, which cluster, how long to wait."""
 

@@ -166,7 +166,7 @@ def plan_prune(env: Env, items: list[Entry], wal: dict[str, dict], now: dt.datet
     kept = [e for e in done if e.id in plan.keep and e.manifest.postgres and e.manifest.postgres.start_wal]
     if kept:
         oldest_needed = min(e.manifest.postgres.start_wal[8:] for e in kept)  # segment number, any timeline
-        plan.wal_delete = sorted(n for n in wal if len(n) == 24 and n[8:] < oldest_needed)
+        plan.wal_delete = sorted(n for n in wal if len(n.removesuffix(".partial")) == 24 and n[8:32] < oldest_needed)
     return plan
 
 

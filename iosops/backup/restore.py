@@ -233,19 +233,60 @@ def components(plan: RestorePlan, only: str) -> list[str]:
     return comps
 
 
+@dataclass
+class Prepared:
+    """What the first half of a restore leaves behind for the second: the resolved plan, the components,
+    the unpacked copy beside the live data directory, and the safety backup of the live data."""
+    plan: RestorePlan
+    comps: list[str]
+    inst: Optional[PgInstance]
+    staging: Optional[Path]
+    safety: Optional[mf.Manifest]
+    result: RestoreResult
+
+    def discard(self) -> None:
+        if self.inst:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            shutil.rmtree(spool_dir(self.inst), ignore_errors=True)
+
+
 def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,
             only: str = "", safety: bool = True, fail_after_extract: bool = False,
             fail_after_redis: bool = False) -> RestoreResult:
     """Restore the chosen components. Redis (and Elasticsearch) are put back while PostgreSQL's copy is
     unpacked beside the live cluster; PostgreSQL's swap comes last, so a failure anywhere rolls back
     every component already restored, from the safety backup taken first."""
+    t0 = time.monotonic()
+    store = open_store(env)
+    prep = prepare(env, runner, store, choose(env, store, backup_id, to_time, latest), only, safety)
+    m = env.cfg.backup.maintenance
+    if m.on:
+        try:
+            runner.run(m.on)
+        except IosopsError as exc:
+            prep.discard()
+            if m.off:
+                runner.run(m.off, check=False)
+            raise OperationFailed(f"maintenance on failed ({exc}); nothing was restored, nothing was changed") from None
+    try:
+        finish(env, runner, store, prep, fail_after_extract, fail_after_redis)
+    finally:
+        if m.off:
+            off = runner.run(m.off, check=False)
+            if off.rc:
+                runner.info(f"warning: maintenance off failed (exit {off.rc}): run {' '.join(m.off)} by hand")
+    prep.result.seconds = round(time.monotonic() - t0, 2)
+    return prep.result
+
+
+def prepare(env: Env, runner: Runner, store, plan: RestorePlan, only: str = "", safety: bool = True) -> Prepared:
+    """The half that changes nothing live: check the targets, unpack PostgreSQL's base backup beside the
+    live cluster (its sha256 checked as it streams), prefetch WAL, and, in parallel, take a safety backup
+    of what is about to be replaced. On failure everything it made is removed."""
     from .restore_es import check_es_target
     from .restore_redis import check_target as check_redis_target
     from .restore_redis import rdb_artifact
 
-    t0 = time.monotonic()
-    store = open_store(env)
-    plan = choose(env, store, backup_id, to_time, latest)
     comps = components(plan, only)
     inst = pg_instance(env) if "postgres" in comps else None
     if "redis" in comps:
@@ -256,21 +297,14 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     result = RestoreResult(plan.base.id, plan.target, plan.target_time.isoformat() if plan.target_time else "")
     runner.info(f"restore {plan.base.id} ({plan.target}{' ' + result.target_time if result.target_time else ''}): "
                 f"{', '.join(comps)}" + (f" into {inst.data_dir}" if inst else ""))
-    # 1. While everything still serves: unpack PostgreSQL's base backup beside the live cluster (its
-    #    sha256 is checked as it streams) and, in parallel, take a safety backup of what is about to be
-    #    replaced. Nothing live has changed if this part fails.
     from concurrent.futures import ThreadPoolExecutor
 
     live_pg = inst.running(runner) if inst else False
     staging = inst.data_dir.with_name(f"{inst.data_dir.name}.restoring") if inst else None
-
-    def discard() -> None:
-        if inst:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(spool_dir(inst), ignore_errors=True)
+    prep = Prepared(plan, comps, inst, staging, None, result)
 
     def before() -> Optional[mf.Manifest]:
-        take = [c for c in comps if c != "postgres" or live_pg]
+        take = [c for c in comps if c != "postgres" or live_pg or _serving_elsewhere(env, inst)]
         return run_backup(env, runner, only=",".join(take), label="safety") if safety and take else None
 
     p0 = time.monotonic()
@@ -282,39 +316,40 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
                 prefetch_wal(env, runner, store, plan, inst, "archived so far")
         except IosopsError as exc:
             _settle(pre)
-            discard()
+            prep.discard()
             if isinstance(exc, CorruptArtifact):
                 raise OperationFailed(refusal(str(exc))) from None
             raise OperationFailed(f"restore failed before anything live was touched ({exc}); nothing was "
                                   "changed") from None
         try:
-            safety_man = pre.result()
+            prep.safety = pre.result()
         except IosopsError as exc:
-            discard()
+            prep.discard()
             raise OperationFailed(f"safety backup failed ({exc}); nothing was changed") from None
-    result.safety_backup = safety_man.id if safety_man else ""
+    result.safety_backup = prep.safety.id if prep.safety else ""
     result.phases["prepare_s"] = round(time.monotonic() - p0, 2)
+    return prep
 
-    m = env.cfg.backup.maintenance
-    if m.on:
-        try:
-            runner.run(m.on)
-        except IosopsError as exc:
-            discard()
-            if m.off:
-                runner.run(m.off, check=False)
-            raise OperationFailed(f"maintenance on failed ({exc}); nothing was restored, nothing was changed") from None
+
+def _serving_elsewhere(env: Env, inst: Optional[PgInstance]) -> bool:
+    """A deployed stack's PostgreSQL runs in its own container: this process sees its data directory (a
+    mounted volume) but not its postmaster, so "live" is asked over the network."""
+    if inst is None or env.cfg.backup.postgres.host in ("127.0.0.1", "localhost") or not inst.data_dir.exists():
+        return False
     try:
-        _replace(env, runner, store, plan, comps, inst, staging, safety_man, result, discard, fail_after_extract,
-                 fail_after_redis)
-    finally:
-        if m.off:
-            off = runner.run(m.off, check=False)
-            if off.rc:
-                runner.info(f"warning: maintenance off failed (exit {off.rc}): run {' '.join(m.off)} by hand")
-    result.verified = not runner.dry_run
-    result.seconds = round(time.monotonic() - t0, 2)
-    return result
+        postgres.server_version(env, Runner(say=lambda line: None))
+        return True
+    except IosopsError:
+        return False
+
+
+def finish(env: Env, runner: Runner, store, prep: Prepared, fail_after_extract: bool = False,
+           fail_after_redis: bool = False) -> RestoreResult:
+    """The half that replaces live data (the downtime window), after `prepare`."""
+    _replace(env, runner, store, prep.plan, prep.comps, prep.inst, prep.staging, prep.safety, prep.result,
+             prep.discard, fail_after_extract, fail_after_redis)
+    prep.result.verified = not runner.dry_run
+    return prep.result
 
 
 def _replace(env: Env, runner: Runner, store, plan: RestorePlan, comps: list[str], inst: Optional[PgInstance],

@@ -24,8 +24,42 @@ from .manifest import WAL
 SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
 
 
+PARTIAL = ".partial"
+
+
 def keys(name: str, encrypted: bool) -> tuple[str, str]:
     return f"{WAL}/{name}.zst{'.age' if encrypted else ''}", f"{WAL}/{name}.json"
+
+
+def _stored(env, data: bytes) -> bytes:
+    b = env.cfg.backup
+    stages = [cz.zstd_compress(b.zstd_level, 1)]
+    if b.encryption_recipient:
+        stages.append(cz.age_encrypt(b.encryption_recipient))
+    return _pipe(stages, data)
+
+
+def _put(env, store, name: str, data: bytes, data_key: str, meta_key: str, raw_sha: str) -> int:
+    """Data first, then its .json (the commit point: a WAL file counts as archived once its .json exists)."""
+    stored = _stored(env, data)
+    store.put_bytes(data_key, stored)
+    meta = {"name": name, "raw_sha256": raw_sha, "raw_size": len(data), "sha256": hashlib.sha256(stored).hexdigest(),
+            "size": len(stored), "key": data_key, "archived_at": time.time(),
+            "encryption": "age" if env.cfg.backup.encryption_recipient else None}
+    store.put_bytes(meta_key, json.dumps(meta).encode())
+    return len(stored)
+
+
+def push_partial(env, store, path: Path, name: str) -> str:
+    """The segment pg_receivewal is still writing (`<name>.partial`, pre-sized to 16 MiB and zero-filled
+    past the last record): stored as wal/<name>.partial.* and replaced on every call. Recovery is served it
+    only when the complete segment is not archived (iosops.backup.wal.fetch): it replays up to the last
+    streamed record, then promotes. This bounds the RPO by walstream.partial_interval_s."""
+    data = path.read_bytes()
+    b = env.cfg.backup
+    data_key, meta_key = keys(name + PARTIAL, bool(b.encryption_recipient))
+    size = _put(env, store, name + PARTIAL, data, data_key, meta_key, hashlib.sha256(data).hexdigest())
+    return f"partial uploaded ({len(data)} -> {size} bytes)"
 
 
 def _pipe(stages: list[list[str]], data: bytes) -> bytes:
@@ -51,16 +85,8 @@ def push(env, store, path: Path, name: str) -> str:
             return "already archived (identical)"
         raise OperationFailed(f"WAL {name} is already archived with different content; refusing to overwrite "
                               "(two clusters archiving to one place?)")
-    stages = [cz.zstd_compress(b.zstd_level, 1)]
-    if b.encryption_recipient:
-        stages.append(cz.age_encrypt(b.encryption_recipient))
-    stored = _pipe(stages, data)
-    store.put_bytes(data_key, stored)
-    meta = {"name": name, "raw_sha256": raw_sha, "raw_size": len(data), "sha256": hashlib.sha256(stored).hexdigest(),
-            "size": len(stored), "key": data_key, "archived_at": time.time(),
-            "encryption": "age" if b.encryption_recipient else None}
-    store.put_bytes(meta_key, json.dumps(meta).encode())
-    return f"archived ({len(data)} -> {len(stored)} bytes)"
+    size = _put(env, store, name, data, data_key, meta_key, raw_sha)
+    return f"archived ({len(data)} -> {size} bytes)"
 
 
 def fetch(env, store, name: str, dest: Path) -> str:
@@ -68,7 +94,10 @@ def fetch(env, store, name: str, dest: Path) -> str:
 
     meta_key = f"{WAL}/{name}.json"
     if not store.exists(meta_key):
-        raise FileNotFoundError(name)  # normal at the end of recovery: PostgreSQL asks for what may not exist
+        # The newest segment may exist only as the streamer's partial copy (the primary was lost mid-segment).
+        meta_key = f"{WAL}/{name}{PARTIAL}.json"
+        if not SEGMENT_RE.match(name) or not store.exists(meta_key):
+            raise FileNotFoundError(name)  # normal at the end of recovery: PostgreSQL asks for what may not exist
     meta = json.loads(store.get_bytes(meta_key))
     stored = store.get_bytes(meta["key"])
     if hashlib.sha256(stored).hexdigest() != meta["sha256"]:
@@ -117,12 +146,13 @@ def restore_command(env, spool: Path) -> str:
     absent = ""
     if env.cfg.backup.store.kind == "local":
         wal_dir = shlex.quote(str(env.path(env.cfg.backup.store.path) / WAL))
-        absent = f"elif [ ! -f {wal_dir}/%f.json ]; then exit 1; "
+        absent = f"elif [ ! -f {wal_dir}/%f.json ] && [ ! -f {wal_dir}/%f{PARTIAL}.json ]; then exit 1; "
     return f"if [ -f {q}/%f ]; then cp {q}/%f %p; {absent}else {fallback}; fi"
 
 
 def archived_segments(store) -> dict[str, dict]:
-    """name -> {archived_at, size} for every complete archived WAL file (has its .json)."""
+    """name -> {size} for every complete archived WAL file (has its .json); a streamer's partial copy of a
+    segment appears as `<name>.partial`."""
     out = {}
     for obj in store.list(WAL + "/"):
         if obj.key.endswith(".json"):

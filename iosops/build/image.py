@@ -25,14 +25,16 @@ class BuildResult:
     tag: str
     image_id: str = ""
     size_mb: float = 0.0
+    ops_image: str = ""  # the ops image (backups, restores, walstream), same tag
+    ops_size_mb: float = 0.0
     budget_mb: int = 0
     seconds: float = 0.0
     pushed: bool = False
     dry_run: bool = False
 
 
-def image_ref(env: Env, tag: str) -> str:
-    repo = env.cfg.build.repository
+def image_ref(env: Env, tag: str, repository: str = "") -> str:
+    repo = repository or env.cfg.build.repository
     registry = env.cfg.build.registry.rstrip("/")
     return f"{registry}/{repo}:{tag}" if registry else f"{repo}:{tag}"
 
@@ -99,15 +101,21 @@ def build_image(env: Env, runner: Runner, *, tag: str = "", push: bool = False, 
     if ca_files:
         runner.call(f"stage {len(ca_files)} extra CA certificate(s) from {cfg.extra_ca_dir} into {CA_STAGE}/ "
                     "(git-ignored; builder stage only)", _stage_ca, ca_files, ca_dest)
-    kwargs = dict(path=str(env.path(cfg.context)), dockerfile=dockerfile or cfg.dockerfile, tag=ref,
-                  buildargs=build_args(env, tag, created), nocache=no_cache, rm=True, forcerm=True,
-                  labels={"iosops.image": "api"})
+    ops_ref = image_ref(env, tag, cfg.ops_repository)
+    result.ops_image = ops_ref
+    builds = [(ref, dockerfile or cfg.dockerfile, "api"), (ops_ref, cfg.ops_dockerfile, "ops")]
     start = time.monotonic()
+    ids: dict[str, str] = {}
     try:
-        out = runner.call(
-            f"docker-sdk build path={kwargs['path']} dockerfile={kwargs['dockerfile']} tag={ref} "
-            f"buildargs={kwargs['buildargs']} nocache={no_cache} forcerm=True",
-            dockerx.stream_build, api, runner.say, verbose=verbose, **kwargs)
+        for image, file, kind in builds:
+            kwargs = dict(path=str(env.path(cfg.context)), dockerfile=file, tag=image,
+                          buildargs=build_args(env, tag, created), nocache=no_cache, rm=True, forcerm=True,
+                          labels={"iosops.image": kind})
+            out = runner.call(
+                f"docker-sdk build path={kwargs['path']} dockerfile={file} tag={image} "
+                f"buildargs={kwargs['buildargs']} nocache={no_cache} forcerm=True",
+                dockerx.stream_build, api, runner.say, verbose=verbose, **kwargs)
+            ids[kind] = out.value
     finally:
         if ca_files:
             runner.call(f"remove staged CA certificates from {CA_STAGE}/", _unstage_ca, ca_dest)
@@ -115,16 +123,25 @@ def build_image(env: Env, runner: Runner, *, tag: str = "", push: bool = False, 
     if runner.dry_run:
         if push:
             runner.call(f"docker-sdk push {ref}", lambda: None)
+            runner.call(f"docker-sdk push {ops_ref}", lambda: None)
         return result
-    result.image_id = out.value
+    result.image_id = ids["api"]
     result.size_mb = round(dockerx.image_size_mb(api, ref), 1)
-    runner.info(f"built {ref} ({result.size_mb} MB, budget {cfg.max_image_mb} MB) in {result.seconds}s")
-    if result.size_mb > cfg.max_image_mb:
-        runner.call(f"docker-sdk remove_image {ref} (untag only)", api.remove_image, ref, noprune=True)
-        raise OperationFailed(f"image {ref} is {result.size_mb} MB, over the {cfg.max_image_mb} MB budget "
-                              f"(build.max_image_mb); removed the tag. Shrink the image or raise the budget")
+    result.ops_size_mb = round(dockerx.image_size_mb(api, ops_ref), 1)
+    runner.info(f"built {ref} ({result.size_mb} MB, budget {cfg.max_image_mb} MB) and {ops_ref} "
+                f"({result.ops_size_mb} MB, budget {cfg.max_ops_image_mb} MB) in {result.seconds}s")
+    over = [(image, size, budget, key) for image, size, budget, key in (
+        (ref, result.size_mb, cfg.max_image_mb, "build.max_image_mb"),
+        (ops_ref, result.ops_size_mb, cfg.max_ops_image_mb, "build.max_ops_image_mb")) if size > budget]
+    if over:
+        for image, *_ in over:
+            runner.call(f"docker-sdk remove_image {image} (untag only)", api.remove_image, image, noprune=True)
+        image, size, budget, key = over[0]
+        raise OperationFailed(f"image {image} is {size} MB, over the {budget} MB budget ({key}); removed the tag. "
+                              "Shrink the image or raise the budget")
     if push:
         push_image(env, runner, ref)
+        push_image(env, runner, ops_ref)
         result.pushed = True
     return result
 

@@ -33,8 +33,11 @@ def test_dry_run_build_touches_nothing(monkeypatch, tmp_path):
     plan = runner.plan()
     assert plan[0].startswith("stage 1 extra CA certificate(s)")
     assert plan[1].startswith("docker-sdk build ") and "tag=127.0.0.1:5000/iosops/api:t1" in plan[1]
-    assert plan[2].startswith("remove staged CA certificates")
-    assert plan[3] == "docker-sdk push 127.0.0.1:5000/iosops/api:t1"
+    # The ops image: same tag, same registry, its own Dockerfile, built after the API image.
+    assert plan[2].startswith("docker-sdk build ") and "tag=127.0.0.1:5000/iosops/ops:t1" in plan[2] \
+        and "dockerfile=docker/ops/Dockerfile" in plan[2]
+    assert plan[3].startswith("remove staged CA certificates")
+    assert plan[4:6] == ["docker-sdk push 127.0.0.1:5000/iosops/api:t1", "docker-sdk push 127.0.0.1:5000/iosops/ops:t1"]
     assert reads and all(str(a).endswith("# read") for a in runner.actions if a.text.startswith("git "))
     assert result.dry_run and not list((env.root / "docker/.build-ca").glob("*.crt"))
 
