@@ -116,6 +116,9 @@ class RedisSource(Strict):
     password: Optional[SecretRef] = None
     # The RDB is copied from here after BGSAVE (empty: CONFIG GET dir/dbfilename, same host).
     rdb_path: str = ""
+    # Restore by writing dump.rdb into this directory while the server is stopped (a deployed stack's
+    # Redis volume, mounted into the ops container); empty: resync the live server from a loader.
+    restore_dir: str = ""
 
 
 class RetentionCfg(Strict):
@@ -149,6 +152,10 @@ class WalstreamCfg(Strict):
 
 
 class BackupCfg(Strict):
+    # stack: the engine runs in the ops image next to the deployed stack (compose service `ops` on the
+    # env's data host; Jobs on Kubernetes) and WAL comes from its `walstream` service. host: this process
+    # runs it against datastores reachable from here (backup.postgres.*; clusters this tool manages).
+    runs_on: Literal["stack", "host"] = "stack"
     components: list[Literal["postgres", "redis", "elasticsearch"]] = ["postgres", "redis"]
     store: StoreCfg = StoreCfg()
     postgres: PostgresSource = PostgresSource()

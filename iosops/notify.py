@@ -38,6 +38,11 @@ STYLE = {
     ("rollback", "failure"): (":x:", "Rollback FAILED", "#e01e5a"),
     ("backup", "success"): (":white_check_mark:", "Backup OK", "#2eb67d"),
     ("backup", "failure"): (":x:", "Backup FAILED", "#e01e5a"),
+    ("restore", "success"): (":white_check_mark:", "Restore done", "#2eb67d"),
+    ("restore", "failure"): (":x:", "Restore FAILED", "#e01e5a"),
+    ("restore", "rolled_back"): (":leftwards_arrow_with_hook:", "Restore FAILED, rolled back", "#ecb22e"),
+    ("drill", "success"): (":white_check_mark:", "DR drill passed", "#2eb67d"),
+    ("drill", "failure"): (":x:", "DR drill FAILED", "#e01e5a"),
 }
 OUTCOME = {"start": "in progress", "success": "succeeded", "failure": "FAILED",
            "rolled_back": "FAILED, rolled back automatically"}
@@ -100,11 +105,11 @@ def message(ev: Event, actor: str, run: Optional[dict]) -> dict[str, Any]:
     rather than blocks: Slack renders them, and so do Mattermost, Rocket.Chat and Discord's /slack."""
     status = ev.status if (ev.op, ev.status) in STYLE else "failure"
     emoji, title, colour = STYLE[(ev.op, status)]
-    version_label = "Backup" if ev.op == "backup" else "Version"
+    version_label = "Backup" if ev.op in ("backup", "restore", "drill") else "Version"
     line = f"{emoji} {title} · {ev.env}"
     if ev.version:
         line += f" · {ev.version}"
-    if ev.previous and ev.op != "backup":
+    if ev.previous and ev.op not in ("backup", "restore", "drill"):
         line += f" (was {ev.previous})"
     line += f" · by {actor}"
     fields: list[tuple[str, str, bool]] = [
@@ -210,7 +215,7 @@ def deliver(url: Secret, payload: dict, *, attempts: int, timeout_s: float, max_
 
 
 def webhook_ref(env: Env, op: str) -> tuple[str, Optional[SecretRef]]:
-    if op == "backup" and env.cfg.backup.webhook_url is not None:
+    if op in ("backup", "restore", "drill") and env.cfg.backup.webhook_url is not None:
         return "backup.webhook_url", env.cfg.backup.webhook_url
     return "notify.webhook_url", env.cfg.notify.webhook_url
 

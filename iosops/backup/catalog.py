@@ -48,6 +48,14 @@ def entries(env: Env, store=None) -> list[Entry]:
     return sorted(out, key=lambda e: e.id)
 
 
+def rows(items: list[Entry]) -> list[dict]:
+    """`inv backups.list` rows (plain data: --json, and the ops container's answer to the host)."""
+    return [{"id": i.id, "complete": i.complete, "verified": i.verified,
+             "size": i.manifest.total_size() if i.manifest else None,
+             "components": i.manifest.components if i.manifest else [],
+             "completed_at": i.manifest.completed_at if i.manifest else ""} for i in items]
+
+
 def find(env: Env, store, backup_id: str) -> mf.Manifest:
     complete, incomplete = mf.list_ids(store)
     if backup_id in complete:

@@ -149,7 +149,8 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
                 shutil.chown(p, user, user)
         denv = load_env(env.name, overrides={
             **env.overrides, "state_dir": str(ws / "state"),
-            "backup": {**env.overrides.get("backup", {}), "store": {"kind": "local", "path": str(ws / "store")},
+            "backup": {**env.overrides.get("backup", {}), "runs_on": "host",
+                       "store": {"kind": "local", "path": str(ws / "store")},
                        "metrics_file": str(ws / "metrics.prom"), "components": ["postgres", "redis"],
                        "postgres": {"port": pg_port, "host": "127.0.0.1", "data_dir": str(ws / "pgdata"),
                                     "password": {"file": str(ws / "secrets" / "pg")}},

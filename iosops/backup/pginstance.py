@@ -32,11 +32,14 @@ class PgInstance:
     os_user: Optional[str]
     user: str = "ios"
     dbname: str = "ios"
+    # Where the cluster's own postgresql.conf puts its socket (a deployed stack's cluster, restored in the
+    # ops container); None: a directory beside the data directory, as `init` configures it.
+    socket: Optional[Path] = None
 
     @property
     def socket_dir(self) -> Path:
         # Outside the data directory: a base backup must not carry the socket's lock file.
-        return self.data_dir.parent / f"{self.data_dir.name}.sock"
+        return self.socket or self.data_dir.parent / f"{self.data_dir.name}.sock"
 
     @property
     def log(self) -> str:

@@ -28,6 +28,9 @@ from .store import open_store
 from .wal import archived_segments, prefetch, restore_command
 
 
+STACK_SOCKET_DIR = "/run/postgresql"  # unix_socket_directories of docker/offline/postgres
+
+
 @dataclass
 class RestorePlan:
     base: mf.Manifest
@@ -85,7 +88,9 @@ def pg_instance(env: Env) -> PgInstance:
     if not s.data_dir:
         raise BadInput(f"env {env.name}: restore needs backup.postgres.data_dir (a cluster this tool manages on "
                        "this host); set it, or restore with your platform's tooling from `inv backups.list`")
-    return PgInstance(env.path(s.data_dir), s.port, s.bin_dir, os_user(s.os_user), s.user, s.dbname)
+    # A deployed stack's cluster (restored inside the ops container) keeps its socket where its image put it.
+    socket = None if s.host in ("127.0.0.1", "localhost") else Path(STACK_SOCKET_DIR)
+    return PgInstance(env.path(s.data_dir), s.port, s.bin_dir, os_user(s.os_user), s.user, s.dbname, socket)
 
 
 def recovery_conf(env: Env, plan: RestorePlan, spool: Path) -> str:
@@ -357,7 +362,7 @@ def _replace(env: Env, runner: Runner, store, plan: RestorePlan, comps: list[str
              fail_after_extract: bool, fail_after_redis: bool) -> None:
     """The part that replaces live data: Redis, Elasticsearch, then PostgreSQL's swap."""
     from .restore_es import restore_elasticsearch, rollback_elasticsearch
-    from .restore_redis import restore_redis, rollback_redis
+    from .restore_redis import restore_into_dir, restore_redis, rollback_dir, rollback_redis
 
     undo: list[tuple[str, Callable[[], str]]] = []  # components restored so far, newest last
 
@@ -368,11 +373,14 @@ def _replace(env: Env, runner: Runner, store, plan: RestorePlan, comps: list[str
     try:
         if "redis" in comps:
             p0 = time.monotonic()
+            into_dir = bool(env.cfg.backup.redis.restore_dir)
             try:
-                result.fingerprints["redis"] = restore_redis(env, runner, store, plan.base, safety_man)
+                result.fingerprints["redis"] = (restore_into_dir(env, runner, store, plan.base) if into_dir else
+                                                restore_redis(env, runner, store, plan.base, safety_man))
             except CorruptArtifact as exc:
                 raise OperationFailed(refusal(str(exc))) from None
-            undo.append(("redis", lambda: rollback_redis(env, runner, store, safety_man)))
+            undo.append(("redis", (lambda: rollback_dir(env, runner)) if into_dir else
+                         (lambda: rollback_redis(env, runner, store, safety_man))))
             result.phases["redis_s"] = round(time.monotonic() - p0, 2)
         if "elasticsearch" in comps:
             p0 = time.monotonic()

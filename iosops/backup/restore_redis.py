@@ -36,6 +36,8 @@ def rdb_artifact(man: mf.Manifest) -> mf.Artifact:
 
 
 def check_target(env: Env) -> None:
+    if env.cfg.backup.redis.restore_dir:
+        return  # written into the stopped server's directory (restore_into_dir)
     if env.cfg.backup.redis.host not in LOCAL_HOSTS:
         raise BadInput(f"env {env.name}: restoring Redis needs it on this host (backup.redis.host is "
                        f"{env.cfg.backup.redis.host}); run the restore on that host, or load the RDB from "
@@ -124,3 +126,46 @@ def rollback_redis(env: Env, runner: Runner, store, safety: Optional[mf.Manifest
     same = now == safety.fingerprints.get("redis")
     return (f"Redis dataset put back from safety backup {safety.id}"
             + ("; its keyset equals the pre-restore one" if same else ", BUT its keyset differs from the pre-restore one"))
+
+
+def restore_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
+    """A stopped server's directory (backup.redis.restore_dir, the stack's volume): the RDB is streamed out
+    of the store (sha256-checked), checked by redis-check-rdb, loaded by a throwaway redis-server whose
+    keyset must equal the manifest's, and only then renamed over dump.rdb; the old file stays aside as
+    dump.rdb.pre-restore for `rollback_dir`."""
+    d = Path(env.cfg.backup.redis.restore_dir)
+    work = d / "restore.tmp"
+    if not runner.dry_run:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+    loader = RedisInstance(work, free_port())
+    try:
+        download(env, runner, store, rdb_artifact(man), stdout_path=loader.rdb)
+        runner.run(rc.check_rdb(str(loader.rdb)))
+        loader.start(runner, timeout=300)
+        try:
+            got = {} if runner.dry_run else redis_fingerprint(env, runner, at=("127.0.0.1", loader.port))
+        finally:
+            loader.stop(runner)
+        want = man.fingerprints.get("redis", {})
+        if not runner.dry_run and got != want:
+            raise OperationFailed(f"the backup's RDB loads {got.get('keys')} keys with another keyset than its "
+                                  f"manifest ({want.get('keys')} keys); Redis was not touched")
+        live, aside = d / "dump.rdb", d / "dump.rdb.pre-restore"
+        if live.exists() or runner.dry_run:
+            runner.call(f"keep {live} aside as {aside}", live.replace, aside)
+        runner.call(f"move the checked RDB into place as {live}", loader.rdb.replace, live)
+        return got
+    finally:
+        if not runner.dry_run:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def rollback_dir(env: Env, runner: Runner) -> str:
+    d = Path(env.cfg.backup.redis.restore_dir)
+    live, aside = d / "dump.rdb", d / "dump.rdb.pre-restore"
+    if aside.exists():
+        aside.replace(live)
+        return f"put the pre-restore {live} back"
+    live.unlink(missing_ok=True)
+    return f"there was no previous {live}; removed the restored one"

@@ -60,11 +60,13 @@ def redis_info(env: Env, runner: Runner) -> dict[str, str]:
     return rc.parse_info(out)
 
 
-def redis_fingerprint(env: Env, runner: Runner) -> dict:
-    """Key count and a digest of the sorted key names (the keyset)."""
+def redis_fingerprint(env: Env, runner: Runner, at: tuple[str, int] | None = None) -> dict:
+    """Key count and a digest of the sorted key names (the keyset), of the configured server or `at`."""
     r = env.cfg.backup.redis
-    count = int(runner.run(rc.raw(r.host, r.port, "DBSIZE"), mutating=False, env=redis_env(env)).stdout.strip() or 0)
-    keys = runner.run(rc.raw(r.host, r.port, "--scan"), mutating=False, env=redis_env(env)).stdout
+    host, port = at or (r.host, r.port)
+    auth = {} if at else redis_env(env)
+    count = int(runner.run(rc.raw(host, port, "DBSIZE"), mutating=False, env=auth).stdout.strip() or 0)
+    keys = runner.run(rc.raw(host, port, "--scan"), mutating=False, env=auth).stdout
     digest = hashlib.sha256("\n".join(sorted(keys.split())).encode()).hexdigest()
     return {"keys": count, "keyset_sha256": digest}
 

@@ -202,6 +202,19 @@ def wal_metrics(env, ok: bool) -> None:
         pass
 
 
+def parse_sets(items: list[str]) -> dict:
+    """`--set a.b=<json>` (what `flatten` writes) back into an override tree."""
+    overrides: dict = {}
+    for item in items:
+        path, _, value = item.partition("=")
+        node = overrides
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = json.loads(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iosops.backup.wal")
     parser.add_argument("action", choices=["push", "fetch"])
@@ -213,14 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import load_env
     from .store import open_store
 
-    overrides: dict = {}
-    for item in args.set:
-        path, _, value = item.partition("=")
-        node = overrides
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = json.loads(value)
+    overrides = parse_sets(args.set)
     env = None
     try:
         env = load_env(args.env, overrides=overrides)

@@ -37,6 +37,11 @@ def run_once(base_argv: Sequence[str], service: str, argv: Sequence[str], env: M
     return [*base_argv, "run", "--rm", "--no-deps", "-T", *extra, service, *argv]
 
 
+def exec_(base_argv: Sequence[str], service: str, argv: Sequence[str]) -> list[str]:
+    """A command in the running container of `service` (no TTY: output is captured)."""
+    return [*base_argv, "exec", "-T", service, *argv]
+
+
 def stop(base_argv: Sequence[str], services: Sequence[str], timeout: int = 30) -> list[str]:
     return [*base_argv, "stop", "--timeout", str(timeout), *services]
 

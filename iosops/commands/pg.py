@@ -88,3 +88,17 @@ def table_fingerprint_sql(table: str, method: str = "record") -> str:
         raise ValueError(f"unknown fingerprint method {method!r}")
     row_hash = "hash_record_extended(t, 0)" if method == "record" else "hashtextextended(t::text, 0)"
     return f"SELECT count(*) || ' ' || coalesce(sum({row_hash}::numeric), 0) FROM {table} t"  # nosec B608 # table names come from pg_stat_user_tables (quote_ident), never from a request
+
+
+def receivewal_create_slot(bin_dir: str, host: str, port: int, user: str, slot: str) -> list[str]:
+    """Create the physical replication slot the streamer uses, unless it exists (idempotent)."""
+    return [_bin(bin_dir, "pg_receivewal"), *conn_args(host, port, user), "--no-password", "--slot", slot,
+            "--create-slot", "--if-not-exists"]
+
+
+def receivewal(bin_dir: str, host: str, port: int, user: str, directory: str, slot: str) -> list[str]:
+    """Stream WAL into `directory` on `slot` (the segment being written is `<name>.partial`). No loop: the
+    caller reconnects, so it can upload what was streamed when the connection drops. Status every second:
+    the slot (and the primary's disk) is released as soon as a segment is flushed here."""
+    return [_bin(bin_dir, "pg_receivewal"), *conn_args(host, port, user), "--no-password", "-D", directory,
+            "--slot", slot, "--no-loop", "--status-interval", "1"]

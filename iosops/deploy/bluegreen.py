@@ -24,6 +24,7 @@ from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
 from ..notify import Tracker, tag_of, tracked
 from ..runner import RemoteRunner, Runner, SSHHost
+from ..backup.stack import BACKUP_ROLE, ensure_backup_role
 from . import nginx as ng
 
 API_PORT = 8000
@@ -222,10 +223,22 @@ def ensure_tls(t: Target) -> str:
 
 
 # -- files -----------------------------------------------------------------------------------------
-def stack_env(env: Env, images: dict[str, str], t: Target) -> str:
+def ops_image_for(env: Env, api_image: str) -> str:
+    """The ops image built with `api_image` (same registry and tag, build.ops_repository)."""
+    from ..build.image import image_ref
+
+    return image_ref(env, api_image.rpartition(":")[2], env.cfg.build.ops_repository)
+
+
+def stack_env(env: Env, images: dict[str, str], t: Target, ops_image: str = "") -> str:
+    from ..backup.stack import store_dir
+
     s, dcfg, img = env.cfg.stack, env.cfg.deploy, env.cfg.images
     cert, _ = tls_paths(t)
     values = {
+        "OPS_IMAGE": ops_image or "iosops/ops:none",
+        "PG_MAX_SLOT_WAL_KEEP_SIZE": env.cfg.backup.walstream.max_slot_wal_keep_size,
+        "BACKUP_STORE_DIR": (store_dir(env) if not t.remote else None) or "./backups",
         "IOSOPS_STACK": s.name, "IOSOPS_ENV": env.name,
         "API_IMAGE_BLUE": images.get("blue") or "iosops/api:none",
         "API_IMAGE_GREEN": images.get("green") or "iosops/api:none",
@@ -255,7 +268,9 @@ def labels_override(env: Env, compose_text: str) -> str:
     return "# written by inv deploy: stack.labels on everything\n" + yaml.safe_dump(out, sort_keys=True)
 
 
-def write_stack_files(t: Target, images: dict[str, str]) -> None:
+def write_stack_files(t: Target, images: dict[str, str], ops_image: str = "") -> None:
+    from ..backup.stack import prepare_host
+
     env = t.env
     compose_text = env.path(env.cfg.deploy.compose_file).read_text()
     t.runner.run(["mkdir", "-p", str(t.dir / "nginx" / "conf.d"), str(t.dir / "secrets")])
@@ -263,10 +278,11 @@ def write_stack_files(t: Target, images: dict[str, str]) -> None:
     t.put("compose.yml", compose_text)
     if env.cfg.stack.labels:
         t.put("compose.labels.yml", labels_override(env, compose_text))
-    t.put("stack.env", stack_env(env, images, t), 0o600)
+    t.put("stack.env", stack_env(env, images, t, ops_image), 0o600)
     # The file is readable by the containers' users (the API runs as 10001, PostgreSQL as 999); the
     # directory (0700, owned by the deploy user) keeps it from everyone else on the host.
     t.put("secrets/postgres_password", env.secret("postgres_password").get(), 0o644)
+    prepare_host(t, env)  # the ops containers' config, the backup secrets, the local store directory
     if "monitoring" in env.cfg.deploy.profiles:
         for rel in ("monitoring/prometheus/prometheus.yml", "monitoring/alertmanager/alertmanager.yml"):
             src = env.path(rel)
@@ -279,7 +295,8 @@ def datastores_fingerprint(t: Target, images: dict[str, str]) -> str:
     """What decides the datastores' containers: the compose file, labels and every non-API setting."""
     import hashlib
 
-    env_lines = [l for l in stack_env(t.env, images, t).splitlines() if not l.startswith("API_IMAGE_")]
+    env_lines = [l for l in stack_env(t.env, images, t).splitlines()
+                 if not l.startswith(("API_IMAGE_", "OPS_IMAGE="))]
     text = "\n".join([t.env.path(t.env.cfg.deploy.compose_file).read_text(), json.dumps(t.env.cfg.stack.labels,
                       sort_keys=True), *env_lines, ",".join(t.env.cfg.deploy.profiles)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -459,8 +476,10 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
     ts = targets(env, runner)
     ev.set(target=placement(ts))
     check_reachable(ts)
+    ops_image = ops_image_for(env, image)
     for t in ts:
         check_image(t, image)
+        check_image(t, ops_image)
     actives = {t.name: active_colour(t) for t in ts}
     if len(set(actives.values())) > 1:
         raise BadInput(f"hosts disagree on the active colour ({actives}); run `inv rollback` or fix by hand first")
@@ -482,7 +501,7 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
         raw = t.read("state.json")
         states[t.name] = json.loads(raw) if raw else {"images": {}}
         images = {**states[t.name].get("images", {}), idle: image}
-        write_stack_files(t, images)
+        write_stack_files(t, images, ops_image)
     previous = states[ts[0].name].get("images", {}).get(active, "") if active else ""
     ev.start(previous=tag_of(previous) if previous else "")
 
@@ -499,7 +518,11 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
                 t.runner.run(cc.up(t.base(), core))
                 for svc in core:
                     wait_service_healthy(t, svc, env.cfg.deploy.health_timeout_s)
+                ensure_backup_role(t)
+                step(f"[{t.name}] backup role {BACKUP_ROLE} ready")
             states[t.name]["datastores"] = fp
+            # The WAL streamer runs the ops image of this release (recreated only when that changed).
+            t.runner.run(cc.up(t.base(), ["walstream"]))
         # Migrations once (the database is shared by the hosts), before any new code serves.
         t0 = ts[0]
         mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", ["python3", "-c", MIGRATE],
@@ -669,7 +692,7 @@ def destroy(env: Env, runner: Runner, volumes: bool = False) -> list[str]:
     for t in targets(env, runner):
         if t.read("compose.yml") is None and not runner.dry_run:
             continue
-        base = [*t.base(), "--profile", "monitoring", "--profile", "search"]
+        base = [*t.base(), "--profile", "monitoring", "--profile", "search", "--profile", "ops"]
         t.runner.run(cc.down(base, volumes), check=False)
         done.append(t.name)
     return done

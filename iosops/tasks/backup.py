@@ -17,43 +17,42 @@ def _record_last(env, backup_id, ok):
 
 @task(help={"env": ENV_HELP, "only": ONLY_HELP, "dry_run": DRY_HELP, "json_": JSON_HELP})
 def backup(c, env=None, only="", dry_run=False, json_=False):
-    """Take one recovery point (PostgreSQL base backup, Redis RDB, Elasticsearch snapshot); manifest last."""
-    from iosops.backup.run import run_backup
+    """Take one recovery point (PostgreSQL base backup, Redis RDB, Elasticsearch snapshot); manifest last. Runs where the env's data lives: the ops container of the deployed stack (compose, SSH host, Kubernetes Job), or this host (backup.runs_on: host)."""
+    from iosops.backup import targets
     from iosops.errors import OperationFailed
 
     with mutating("backup", env, {"only": only}, dry_run=dry_run, as_json=json_) as (e, runner):
+        host = targets.where(e) == "host"
         try:
-            man = run_backup(e, runner, only=only)
+            man = targets.backup(e, runner, only=only)
         except OperationFailed:
-            if not dry_run:
+            if host and not dry_run:
                 _record_last(e, "failed", False)
             raise
-        if not dry_run:
-            _record_last(e, man.id, True)
+        if host and not dry_run:
+            _record_last(e, man["id"], True)
     if dry_run:
         emit_plan(runner, json_)
         return
-    emit(man.model_dump(), json_, [f"backup {man.id}: {man.total_size() / 1e6:.1f} MB in {man.duration_s}s "
-                                   f"({', '.join(man.components)})"])
+    size = sum(a.get("size", 0) for a in man.get("artifacts", []))
+    emit(man, json_, [f"backup {man['id']}: {size / 1e6:.1f} MB in {man.get('duration_s')}s "
+                      f"({', '.join(man.get('components', []))})"])
 
 
 @task(name="list", help={"env": ENV_HELP, "json_": JSON_HELP})
 def list_(c, env=None, json_=False):
     """List recovery points (newest last); incomplete ones are shown as such and never restorable."""
-    from iosops.backup.catalog import entries
+    from iosops.backup import targets
     from iosops.errors import IosopsError
+    from iosops.runner import Runner
 
     from ._common import fail
 
     with task_env(env) as e:
         try:
-            items = entries(e)
+            rows = targets.list_rows(e, Runner(plan_to_stdout=not json_))
         except IosopsError as exc:
             raise fail(exc) from None
-    rows = [{"id": i.id, "complete": i.complete, "verified": i.verified,
-             "size": i.manifest.total_size() if i.manifest else None,
-             "components": i.manifest.components if i.manifest else [],
-             "completed_at": i.manifest.completed_at if i.manifest else ""} for i in items]
     lines = [f"{r['id']:28} {'restorable' if r['complete'] else 'INCOMPLETE (not restorable)':27} "
              f"{'verified' if r['verified'] else ('VERIFY FAILED' if r['verified'] is False else 'unverified'):13} "
              f"{(r['size'] or 0) / 1e6:9.1f} MB  {','.join(r['components'])}" for r in rows] or ["no backups"]
@@ -64,10 +63,10 @@ def list_(c, env=None, json_=False):
             "json_": JSON_HELP})
 def verify(c, env=None, id="", all_=False, json_=False):
     """Re-download, check sha256, decrypt, and test each artifact (pg_verifybackup, redis-check-rdb)."""
-    from iosops.backup.catalog import verify as do_verify
+    from iosops.backup import targets
 
     with mutating("backups.verify", env, {"id": id, "all": all_}, as_json=json_) as (e, runner):
-        results = do_verify(e, runner, id, all_)
+        results = targets.verify(e, runner, id, all_)
     emit(results, json_, [f"{r['id']}: {'OK' if r['ok'] else 'FAILED'} ({len(r['checks'])} artifact(s))" for r in results])
 
 
@@ -75,14 +74,13 @@ def verify(c, env=None, id="", all_=False, json_=False):
             "json_": JSON_HELP})
 def prune(c, env=None, dry_run=False, force=False, json_=False):
     """Apply grandfather-father-son retention; sweep incomplete backups and WAL no kept backup needs."""
-    from iosops.backup.catalog import prune as do_prune
+    from iosops.backup import targets
 
     with mutating("backups.prune", env, {"force": force}, dry_run=dry_run, as_json=json_) as (e, runner):
-        plan = do_prune(e, runner, force=force)
-    data = {"keep": plan.keep, "delete": plan.delete, "debris": plan.debris, "wal_delete": len(plan.wal_delete),
-            "dry_run": dry_run}
-    emit(data, json_, [f"kept {len(plan.keep)}, deleted {len(plan.delete)} expired, {len(plan.debris)} incomplete, "
-                       f"{len(plan.wal_delete)} WAL file(s){' (dry-run: nothing deleted)' if dry_run else ''}"])
+        data = targets.prune(e, runner, force=force)
+    emit(data, json_, [f"kept {len(data.get('keep', []))}, deleted {len(data.get('delete', []))} expired, "
+                       f"{len(data.get('debris', []))} incomplete, {data.get('wal_delete', 0)} WAL file(s)"
+                       f"{' (dry-run: nothing deleted)' if dry_run else ''}"])
 
 
 @task(name="restore", help={"env": ENV_HELP, "backup": "Restore exactly this recovery point",
@@ -90,10 +88,10 @@ def prune(c, env=None, dry_run=False, force=False, json_=False):
                             "only": ONLY_HELP, "yes": "Skip the typed confirmation (prod)",
                             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=False, dry_run=False, json_=False):
-    """Restore one recovery point (PostgreSQL to a time, Redis, Elasticsearch): safety backup, stop writes, restore, verify; rolls every component back on failure."""
+    """Restore one recovery point (PostgreSQL to a time, Redis, Elasticsearch): safety backup, stop writes (maintenance mode), restore, verify; rolls every component back on failure."""
     import sys
 
-    from iosops.backup.restore import restore as do_restore
+    from iosops.backup import targets
     from iosops.errors import BadInput
 
     args = {"backup": backup, "to_time": to_time, "latest": latest, "only": only}
@@ -104,12 +102,12 @@ def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=Fals
             typed = input("This replaces the data of env prod. Type 'restore prod' to continue: ")
             if typed.strip() != "restore prod":
                 raise BadInput("confirmation not given; nothing was changed")
-        result = do_restore(e, runner, backup_id=backup, to_time=to_time, latest=latest, only=only)
+        result = targets.restore(e, runner, backup_id=backup, to_time=to_time, latest=latest, only=only)
     if dry_run:
         emit_plan(runner, json_)
         return
-    emit(result.__dict__, json_, [f"restored {result.backup_id} ({result.target}) in {result.seconds}s; "
-                                  f"verified: {result.verified}; safety backup: {result.safety_backup or 'none'}"])
+    emit(result, json_, [f"restored {result.get('backup_id')} ({result.get('target')}) in {result.get('seconds')}s; "
+                         f"verified: {result.get('verified')}; safety backup: {result.get('safety_backup') or 'none'}"])
 
 
 @task(name="dr-drill", help={"env": ENV_HELP, "size": "small (tests, seconds) or 1gb (~1 GB PostgreSQL + 1M Redis keys)",

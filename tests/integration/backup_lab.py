@@ -59,6 +59,7 @@ def make_lab(name: str) -> Lab:
             shutil.chown(p, user, user)
     pg_port, redis_port = free_port(), free_port()
     overrides = {"state_dir": str(ws / "state"), "backup": {
+        "runs_on": "host",  # clusters this test runs on the host, not a deployed stack
         "store": {"kind": "local", "path": str(ws / "store")}, "metrics_file": str(ws / "metrics.prom"),
         "postgres": {"port": pg_port, "data_dir": str(ws / "pgdata"), "password": {"file": str(ws / "pw")}},
         "redis": {"port": redis_port, "rdb_path": str(ws / "redis" / "dump.rdb")}}}

@@ -98,8 +98,16 @@ def test_compose_isolates_datastores_and_labels_everything():
     assert svcs["nginx"]["networks"] == ["edge", "app"]
     for ds in ("postgres", "redis", "elasticsearch"):
         assert svcs[ds]["networks"] == ["data"] and "ports" not in svcs[ds]
-    core = {"api-blue", "api-green", "postgres", "redis", "nginx"}
+    core = {"api-blue", "api-green", "postgres", "redis", "nginx", "walstream"}
     assert {k for k, v in svcs.items() if not v.get("profiles")} == core
+    # The backup services: on the data network (and their own way out to S3), never on edge/app; the
+    # one-off `ops` runs only when asked for (profile), both as the PostgreSQL image's uid.
+    for svc in ("walstream", "ops"):
+        assert svcs[svc]["networks"] == ["data", "backup"] and svcs[svc]["user"] == "999:999"
+        assert "ports" not in svcs[svc] and svcs[svc]["read_only"] is True
+    assert svcs["ops"]["profiles"] == ["ops"] and "pgdata:/pgvol" in svcs["ops"]["volumes"]
+    assert nets["backup"].get("internal") is not True
+    assert "max_slot_wal_keep_size=${PG_MAX_SLOT_WAL_KEEP_SIZE:-2GB}" in svcs["postgres"]["command"]
     assert svcs["elasticsearch"]["profiles"] == ["search"]
     assert {k for k, v in svcs.items() if v.get("profiles") == ["monitoring"]} == {
         "prometheus", "alertmanager", "postgres-exporter", "redis-exporter", "node-exporter", "grafana"}
