@@ -146,7 +146,10 @@ class Runner:
         assert proc.stdout is not None  # nosec B101 # type narrowing: stdout=PIPE guarantees proc.stdout
         for line in proc.stdout:
             lines.append(line)
-            self.say("  " + redact(line.rstrip()))
+            # Blank lines and one-line JSON answers (parsed by the caller, e.g. the ops container's) are
+            # not progress: keep them out of what people read.
+            if line.strip() and not line.lstrip().startswith('{"'):
+                self.say("  " + redact(line.rstrip()))
         rc = proc.wait(timeout=timeout)
         return Result(rc, "".join(lines), "")
 

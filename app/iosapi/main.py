@@ -22,8 +22,11 @@ settings = load()
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    # check: a pooled connection is tested before it is handed out, so a PostgreSQL restart (a restore,
+    # a failover) costs a reconnect, not a failed request per dead connection.
     app.state.pool = AsyncConnectionPool(settings.pg_conninfo, min_size=1, max_size=10, open=False,
-                                         kwargs={"row_factory": dict_row})
+                                         kwargs={"row_factory": dict_row},
+                                         check=AsyncConnectionPool.check_connection)
     # open(wait=False): the process must start (and answer /health) even while PostgreSQL is down.
     await app.state.pool.open(wait=False)
     # health_check_interval: an idle pooled connection is PINGed before reuse, so a Redis restart does not

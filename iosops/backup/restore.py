@@ -90,7 +90,8 @@ def pg_instance(env: Env) -> PgInstance:
                        "this host); set it, or restore with your platform's tooling from `inv backups.list`")
     # A deployed stack's cluster (restored inside the ops container) keeps its socket where its image put it.
     socket = None if s.host in ("127.0.0.1", "localhost") else Path(STACK_SOCKET_DIR)
-    return PgInstance(env.path(s.data_dir), s.port, s.bin_dir, os_user(s.os_user), s.user, s.dbname, socket)
+    port = 5432 if socket else s.port
+    return PgInstance(env.path(s.data_dir), port, s.bin_dir, os_user(s.os_user), s.user, s.dbname, socket)
 
 
 def recovery_conf(env: Env, plan: RestorePlan, spool: Path) -> str:

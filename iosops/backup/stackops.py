@@ -66,6 +66,12 @@ def run(args: argparse.Namespace) -> dict:
     overrides = parse_sets(args.set)
     if args.data_dir:
         overrides.setdefault("backup", {}).setdefault("postgres", {})["data_dir"] = args.data_dir
+    if args.action == "restore-finish":
+        # The stack's PostgreSQL is stopped; the cluster being recovered runs in this container: verify
+        # it through its socket, not the service name.
+        from .restore import STACK_SOCKET_DIR
+
+        overrides.setdefault("backup", {}).setdefault("postgres", {})["host"] = STACK_SOCKET_DIR
     env = load_env(args.env, overrides=overrides)
     runner = Runner(dry_run=args.dry_run, plan_to_stdout=False)
     if args.action == "walstream":

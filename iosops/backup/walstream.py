@@ -165,6 +165,9 @@ class Streamer:
                 continue  # completed and renamed meanwhile: the next upload_completed takes it
             sig = (st.st_size, st.st_mtime_ns)
             if not force and self._partial_seen.get(m.group(1)) == sig:
+                # Nothing new was streamed: the store still holds everything (an idle database must not
+                # look like a stale upload to the WalStreamPartialUploadStale alert).
+                self.gauges.last_partial_upload = time.time()
                 continue
             try:
                 push_partial(self.env, self.store, f, m.group(1))

@@ -25,7 +25,7 @@ def rule(reason: str, retry_after: int = RETRY_AFTER_S) -> str:
 
 def set_mode(t, env: Env, on: bool, reason: str = "a restore is running") -> bool:
     """Turn maintenance on/off on one host; False when there is no nginx to switch (nothing served)."""
-    from .bluegreen import nginx_id
+    from .bluegreen import drain, nginx_id
 
     cid = nginx_id(t)
     if cid is None and not t.runner.dry_run:
@@ -40,5 +40,6 @@ def set_mode(t, env: Env, on: bool, reason: str = "a restore is running") -> boo
         raise OperationFailed(f"[{t.name}] nginx -t rejected maintenance mode ({why[-1] if why else 'no output'}); "
                               "put the previous file back, nginx was NOT reloaded")
     t.runner.run(d.exec_(cid or "nginx", ["nginx", "-c", ng.CONF, "-s", "reload"]))
+    drain(t)  # old workers answer with the old rule until they finish: wait for them
     t.runner.info(f"[{t.name}] maintenance {'on: nginx answers 503 + Retry-After' if on else 'off'}")
     return True
