@@ -173,9 +173,22 @@ class S3Store:
             raise self._fail(f"delete of {key}", exc) from None
 
 
+def check_local_root(env: Env, root: Path) -> None:
+    """The store path must be a directory, or not exist yet below one: a file there made listing say
+    "no backups" and a backup fail midway with a traceback."""
+    there = root
+    while not there.exists() and there != there.parent:  # exists() is False below a file, too
+        there = there.parent
+    if not there.is_dir():
+        where = "" if there == root else f" ({there} is not a directory)"
+        raise BadInput(f"env {env.name}: backup.store.path {root} is not a directory{where}; point "
+                       "backup.store.path at a directory (it is created if missing) and retry")
+
+
 def open_store(env: Env):
     cfg = env.cfg.backup.store
     if cfg.kind == "local":
+        check_local_root(env, env.path(cfg.path))
         return LocalStore(env.path(cfg.path))
     if not cfg.bucket:
         raise BadInput(f"env {env.name}: backup.store.bucket is empty; set it for the s3 store")

@@ -2,13 +2,14 @@
 a corrupt artifact is always named and refused (exit 1, one `error:` line, no debris, the verify record and
 metric say failed); a store path that is a file and unusable secret files are bad input (exit 2, one
 `error:` line naming the path or the reference, nothing changed)."""
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from iosops.backup.catalog import verify_record
+from iosops.backup.catalog import last_run_path, verify_record
 from iosops.backup.notify import read_textfile
 from iosops.backup.run import run_backup
 from iosops.backup.store import open_store
@@ -95,3 +96,27 @@ def test_inv_stays_quiet_when_its_reader_goes_away():
     finally:
         os.close(w)
     assert proc.stderr == "" and proc.returncode == 128 + 13, (proc.returncode, proc.stderr)  # as `cat` would
+
+
+# -- bad input: the store path is a file -----------------------------------------------------------
+def test_a_store_path_that_is_a_file_is_bad_input_and_changes_nothing(lab, tmp_path):
+    not_a_dir = tmp_path / "store-is-a-file"
+    not_a_dir.write_text("not a directory\n")
+    below = not_a_dir / "nested"  # a path under a file: also not a usable directory
+    last = last_run_path(lab.env())
+    for store_path in (not_a_dir, below):
+        store = json.dumps({"kind": "local", "path": str(store_path)})
+        env = cli(lab, IOSOPS_BACKUP__STORE=store)
+        last_before = last.read_bytes() if last.exists() else None
+        for args in (["backups.list"], ["backup"], ["backups.verify"], ["backups.prune"],
+                     ["restore", "--latest"]):
+            proc = run_inv(*args, "--env", "local", env=env)
+            what = (store_path, args, proc.returncode, proc.stdout, proc.stderr)
+            assert proc.returncode == 2, what
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error:"), what
+            assert str(store_path) in lines[0] and "not a directory" in lines[0] and "backup.store.path" in lines[0], what
+            assert "no backups" not in proc.stdout, what
+        assert not_a_dir.read_text() == "not a directory\n"
+        assert (last.read_bytes() if last.exists() else None) == last_before
+        assert not debris(lab)
