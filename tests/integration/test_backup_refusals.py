@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,61 @@ def test_a_store_path_that_is_a_file_is_bad_input_and_changes_nothing(lab, tmp_p
         assert not_a_dir.read_text() == "not a directory\n"
         assert (last.read_bytes() if last.exists() else None) == last_before
         assert not debris(lab)
+
+
+# -- bad input: secret files -----------------------------------------------------------------------
+def test_unusable_secret_files_are_bad_input_and_never_record_a_failed_backup(lab, tmp_path):
+    assert run_inv("backup", "--env", "local", "--only", "redis", env=cli(lab)).returncode == 0
+    last = last_run_path(lab.env())
+    assert json.loads(last.read_text())["ok"] is True
+    last_before = last.read_bytes()
+    store_before = sorted(o.key for o in open_store(lab.env()).list("backups/"))
+    as_dir = tmp_path / "pw-is-a-dir"
+    as_dir.mkdir()
+    latin1 = tmp_path / "pw-latin1"
+    latin1.write_bytes("lab-päss-4f9c2e\n".encode("latin-1"))  # pragma: allowlist secret - test value, not a credential
+    for ref_path, why in ((as_dir, "is a directory"), (latin1, "not UTF-8")):
+        ref = json.dumps({"file": str(ref_path)})
+        for args in (["backup"], ["backup", "--only", "postgres"]):
+            proc = run_inv(*args, "--env", "local", env=cli(lab, IOSOPS_BACKUP__POSTGRES__PASSWORD=ref))
+            what = (ref_path, args, proc.returncode, proc.stderr)
+            assert proc.returncode == 2, what
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error:"), what
+            assert "backup.postgres.password" in lines[0] and str(ref_path) in lines[0] and why in lines[0], what
+            assert "päss" not in proc.stderr and "p\\xe4ss" not in proc.stderr, what
+        assert last.read_bytes() == last_before  # bad input is not a failed backup: prune is not blocked
+        assert sorted(o.key for o in open_store(lab.env()).list("backups/")) == store_before
+        assert not debris(lab)
+    plan = run_inv("backups.prune", "--env", "local", "--dry-run", env=cli(lab))
+    assert plan.returncode == 0, plan.stderr
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory `nobody` may enter (pytest's tmp_path is private to root)."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="iosops-itest-secret-", dir="/var/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_an_unreadable_secret_file_is_bad_input_for_a_non_root_user(shared_dir):
+    """A real PermissionError (root reads anything, so the reader runs as `nobody`)."""
+    secret = shared_dir / "pw"
+    secret.write_text("hidden-value-91e3\n")
+    secret.chmod(0o600)  # root's file: nobody cannot read it
+    code = ("import sys\nfrom pathlib import Path\nfrom iosops.errors import BadInput\nfrom iosops.secrets import SecretRef\n"
+            "try:\n    SecretRef(file=sys.argv[1]).reveal('backup.postgres.password', Path('/'))\n"
+            "except BadInput as exc:\n    print(exc)\n    sys.exit(2)\n")
+    assert os.geteuid() == 0, "runs the reader as nobody: needs root"
+    proc = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", code, str(secret)],
+                          capture_output=True, text=True, timeout=60, cwd="/",
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "backup.postgres.password" in proc.stdout and str(secret) in proc.stdout and "not readable" in proc.stdout
+    assert "hidden-value" not in proc.stdout + proc.stderr
+    assert Path(secret).read_text() == "hidden-value-91e3\n"
