@@ -28,6 +28,29 @@ class StoreUnavailable(OperationFailed):
     """The object store did not answer (or kept failing) after bounded retries."""
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs(path: Path) -> None:
+    """mkdir -p, fsyncing each new directory's parent so its entry is durable (a WAL segment acknowledged
+    to PostgreSQL must not vanish with its directory after a power loss)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:  # a concurrent writer (WAL push beside a backup) made it first
+            pass
+        _fsync_dir(d.parent)
+
+
 class LocalStore:
     def __init__(self, root: Path):
         self.root = root
@@ -41,7 +64,7 @@ class LocalStore:
 
     def put_stream(self, key: str, stream: BinaryIO) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _makedirs(dest.parent)
         tmp = dest.with_name(f".{dest.name}.partial")
         try:
             with open(tmp, "wb") as fh:
@@ -49,6 +72,7 @@ class LocalStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, dest)
+            _fsync_dir(dest.parent)  # the rename itself must survive a crash before success is reported
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
