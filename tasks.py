@@ -1,10 +1,33 @@
 """invoke entry point: `inv --list`. Thin on purpose; the logic lives in the iosops package."""
+import os
+import select
 import signal
+import sys
 
 from invoke import Collection
 
-# `inv ... | head` must end quietly, like any Unix tool, not with a BrokenPipeError traceback.
-signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+# `inv ... | head` must end quietly, like any Unix tool, not with a BrokenPipeError traceback. Not by
+# SIGPIPE=SIG_DFL: that is process-wide, so a pipeline stage exiting early (zstd/tar on a corrupt backup)
+# killed the whole run silently, mid-operation, lock held and nothing recorded.
+def _stdout_reader_gone() -> bool:
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _quiet_on_closed_stdout(kind, exc, tb, _default=sys.excepthook):
+    if issubclass(kind, BrokenPipeError) and _stdout_reader_gone():
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not fail again
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGPIPE)  # what a Unix tool's exit looks like when its reader left
+    _default(kind, exc, tb)
+
+
+sys.excepthook = _quiet_on_closed_stdout
 
 from iosops.tasks import backup, build, ci, config, deploy, images, k8s, lock, monitoring, stack  # noqa: E402
 

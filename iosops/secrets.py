@@ -86,14 +86,30 @@ class SecretRef(BaseModel):
                                f"(or point {name} at a file) and retry")
             return Secret(value, name)
         path = (base / self.file) if not os.path.isabs(self.file) else Path(self.file)
-        if not path.is_file():
-            if not self.generate:
-                raise BadInput(f"secret {name}: file {path} does not exist; create it (mode 600) and retry")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(_pysecrets.token_urlsafe(24))
-        value = path.read_text().strip()
+        try:
+            if path.is_dir():
+                raise BadInput(f"secret {name}: {path} is a directory, not a file; point {name} at the file "
+                               "holding the value and retry")
+            if path.exists() and not path.is_file():  # a FIFO or device would block or read garbage
+                raise BadInput(f"secret {name}: {path} is not a regular file; point {name} at the file holding "
+                               "the value and retry")
+            if not path.exists():
+                if not self.generate:
+                    raise BadInput(f"secret {name}: file {path} does not exist; create it (mode 600) and retry")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(_pysecrets.token_urlsafe(24))
+            raw = path.read_bytes()
+        except PermissionError:
+            raise BadInput(f"secret {name}: file {path} is not readable by uid {os.geteuid()}; give that user read "
+                           "access (mode 600, owned by it) and retry") from None
+        except OSError as exc:  # strerror only: never the exception's text, which could quote file content
+            raise BadInput(f"secret {name}: file {path} cannot be read ({exc.strerror}); fix it and retry") from None
+        try:
+            value = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:  # its message quotes a byte of the value: not shown
+            raise BadInput(f"secret {name}: file {path} is not UTF-8 text; save the value as UTF-8 and retry") from None
         if not value:
             raise BadInput(f"secret {name}: file {path} is empty; put the value in it and retry")
         return Secret(value, name)

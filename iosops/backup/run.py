@@ -37,9 +37,22 @@ def tool_versions(runner: Runner, env: Env) -> dict[str, str]:
     return out
 
 
+def check_secrets(env: Env, components: list[str]) -> None:
+    """Read the secrets the chosen components need before anything is written: a missing or unusable one
+    is bad input (exit 2, nothing changed), not a failed backup that would block retention."""
+    from .postgres import pg_env
+    from .sources import redis_env
+
+    if "postgres" in components:
+        pg_env(env)
+    if "redis" in components:
+        redis_env(env)
+
+
 def run_backup(env: Env, runner: Runner, only: str = "", label: str = "") -> mf.Manifest:
     components = parse_only(only, env)
     store = open_store(env)
+    check_secrets(env, components)
     started = mf.now()
     t0 = time.monotonic()
     man = mf.Manifest(id=mf.new_id(started) + (f"-{label}" if label else ""), env=env.name,

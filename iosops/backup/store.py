@@ -28,6 +28,29 @@ class StoreUnavailable(OperationFailed):
     """The object store did not answer (or kept failing) after bounded retries."""
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs(path: Path) -> None:
+    """mkdir -p, fsyncing each new directory's parent so its entry is durable (a WAL segment acknowledged
+    to PostgreSQL must not vanish with its directory after a power loss)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:  # a concurrent writer (WAL push beside a backup) made it first
+            pass
+        _fsync_dir(d.parent)
+
+
 class LocalStore:
     def __init__(self, root: Path):
         self.root = root
@@ -41,7 +64,7 @@ class LocalStore:
 
     def put_stream(self, key: str, stream: BinaryIO) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _makedirs(dest.parent)
         tmp = dest.with_name(f".{dest.name}.partial")
         try:
             with open(tmp, "wb") as fh:
@@ -49,6 +72,7 @@ class LocalStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, dest)
+            _fsync_dir(dest.parent)  # the rename itself must survive a crash before success is reported
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -173,9 +197,22 @@ class S3Store:
             raise self._fail(f"delete of {key}", exc) from None
 
 
+def check_local_root(env: Env, root: Path) -> None:
+    """The store path must be a directory, or not exist yet below one: a file there made listing say
+    "no backups" and a backup fail midway with a traceback."""
+    there = root
+    while not there.exists() and there != there.parent:  # exists() is False below a file, too
+        there = there.parent
+    if not there.is_dir():
+        where = "" if there == root else f" ({there} is not a directory)"
+        raise BadInput(f"env {env.name}: backup.store.path {root} is not a directory{where}; point "
+                       "backup.store.path at a directory (it is created if missing) and retry")
+
+
 def open_store(env: Env):
     cfg = env.cfg.backup.store
     if cfg.kind == "local":
+        check_local_root(env, env.path(cfg.path))
         return LocalStore(env.path(cfg.path))
     if not cfg.bucket:
         raise BadInput(f"env {env.name}: backup.store.bucket is empty; set it for the s3 store")

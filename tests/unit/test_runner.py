@@ -104,3 +104,20 @@ def test_remote_command_quotes_env_and_cwd():
     assert remote_command(["id", "-un"]) == "id -un"
     assert remote_command(["sh", "-c", "echo $A"], {"A": "x y"}, "/srv/app") == \
         "cd /srv/app && export A='x y' && exec sh -c 'echo $A'"
+
+
+def test_a_stage_that_exits_early_never_kills_the_cli_process():
+    """Under the signal setup `inv` uses (tasks.py), pumping into a stage that stops reading (zstd/tar
+    giving up on a corrupt backup) is an ordinary exit code, never a silent death by SIGPIPE."""
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import io, signal, tasks\n"
+            "from iosops.runner import Runner\n"
+            "assert signal.getsignal(signal.SIGPIPE) is not signal.SIG_DFL\n"
+            "r = Runner(say=lambda s: None).stream(['head', '-c', '1'], source=io.BytesIO(b'x' * (8 << 20)),\n"
+            "                                      sink=lambda f: f.read())\n"
+            "print(r.rc, r.value)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "0 b'x'\n"), (proc.returncode, proc.stderr[-500:])
