@@ -179,7 +179,7 @@ class MonitoringCfg(Strict):
     alertmanager_port: int = Field(9093, ge=1, le=65535)
     # Scrape targets (host:port) by job, written to file_sd files; a job not listed here gets the
     # containers `inv monitoring.up` runs on the stack network (ios-api, postgres, redis, node,
-    # alertmanager) or no targets (nginx, elasticsearch, pushgateway, blackbox-tls).
+    # alertmanager) or no targets (nginx, elasticsearch, pushgateway, blackbox-tls, walstream).
     targets: dict[str, list[str]] = {}
     # The entry of `secrets:` holding the Slack webhook URL (mounted as a file, never rendered).
     slack_webhook_secret: str = "slack_webhook_url"
