@@ -91,6 +91,10 @@ class StoreCfg(Strict):
     region: str = "us-east-1"
     access_key_id: Optional[SecretRef] = None
     secret_access_key: Optional[SecretRef] = None
+    # S3 server-side encryption asked for on every upload: "" leaves it to the bucket's default encryption,
+    # AES256 is SSE-S3, aws:kms is SSE-KMS with sse_kms_key_id (empty: the account's aws/s3 key).
+    sse: Literal["", "AES256", "aws:kms"] = ""
+    sse_kms_key_id: str = ""
     max_attempts: PositiveInt = 5
     connect_timeout_s: PositiveInt = 5
     multipart_chunk_mb: PositiveInt = 16
@@ -206,7 +210,7 @@ class MonitoringCfg(Strict):
     alertmanager_port: int = Field(9093, ge=1, le=65535)
     # Scrape targets (host:port) by job, written to file_sd files; a job not listed here gets the
     # containers `inv monitoring.up` runs on the stack network (ios-api, postgres, redis, node,
-    # alertmanager) or no targets (nginx, elasticsearch, pushgateway, blackbox-tls).
+    # alertmanager) or no targets (nginx, elasticsearch, pushgateway, blackbox-tls, walstream).
     targets: dict[str, list[str]] = {}
     # The entry of `secrets:` holding the Slack webhook URL (mounted as a file, never rendered).
     slack_webhook_secret: str = "slack_webhook_url"
@@ -457,4 +461,25 @@ def load_env(name: Optional[str], root: Path = REPO_ROOT, environ: Optional[Mapp
             err.get("input"), (dict, list))) else f" (got {err['input']!r})"
         msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         raise BadInput(f"{source}: {'.'.join(loc)}: {msg}{got}; fix it and retry") from None
+    _check_store(cfg, layers, f"envs/{name}.yaml")
     return Env(cfg, root, deep_merge(env_var_layer(environ), overrides or {}))
+
+
+def _check_store(cfg: EnvConfig, layers: list[tuple[str, dict]], default_source: str) -> None:
+    """Rules across settings that pydantic checks one field at a time."""
+    store = cfg.backup.store
+
+    def source(*loc: str) -> str:
+        return next((src for src, layer in reversed(layers) if _lookup(layer, loc)), default_source)
+
+    # A local store is a directory on the machine that runs `inv backup`: for an env on SSH hosts or a
+    # cluster that is one data host (or a pod's disk), lost with the data it should protect.
+    where = ("Kubernetes" if cfg.target == "kubernetes"
+             else "SSH hosts" if cfg.target == "compose" and cfg.hosts.hosts else "")
+    if store.kind == "local" and where:
+        raise BadInput(f"{source('backup', 'store', 'kind')}: backup.store.kind: 'local' keeps recovery points "
+                       f"on one machine, but env {cfg.name} runs on {where} (target {cfg.target}); use kind s3 "
+                       f"with bucket, prefix and credentials; fix it and retry")
+    if store.sse_kms_key_id and store.sse != "aws:kms":
+        raise BadInput(f"{source('backup', 'store', 'sse_kms_key_id')}: backup.store.sse_kms_key_id is set but "
+                       f"backup.store.sse is {store.sse!r}, not 'aws:kms'; fix it and retry")

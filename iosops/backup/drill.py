@@ -147,8 +147,9 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
         if user:
             for p in (ws, ws / "store", ws / "secrets", ws / "secrets" / "pg"):
                 shutil.chown(p, user, user)
+        # The drill stack runs on this host whatever the env's target: a local store is right for it.
         denv = load_env(env.name, overrides={
-            **env.overrides, "state_dir": str(ws / "state"),
+            **env.overrides, "target": "local", "state_dir": str(ws / "state"),
             "backup": {**env.overrides.get("backup", {}), "runs_on": "host",
                        "store": {"kind": "local", "path": str(ws / "store")},
                        "metrics_file": str(ws / "metrics.prom"), "components": ["postgres", "redis"],

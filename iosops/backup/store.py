@@ -127,6 +127,10 @@ class S3Store:
         chunk = cfg.multipart_chunk_mb * 1024 * 1024
         self.transfer = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=4,
                                        use_threads=True)
+        # Server-side encryption asked for on every upload (empty: the bucket's default encryption applies).
+        self.sse = {"ServerSideEncryption": cfg.sse} if cfg.sse else {}
+        if cfg.sse_kms_key_id:
+            self.sse["SSEKMSKeyId"] = cfg.sse_kms_key_id
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -140,7 +144,8 @@ class S3Store:
     def put_stream(self, key: str, stream: BinaryIO) -> None:
         # Multipart uploads become visible only on CompleteMultipartUpload: atomic by construction.
         try:
-            self.client.upload_fileobj(stream, self.bucket, self._k(key), Config=self.transfer)
+            self.client.upload_fileobj(stream, self.bucket, self._k(key), ExtraArgs=self.sse or None,
+                                       Config=self.transfer)
         except Exception as exc:
             if isinstance(exc, OperationFailed):
                 raise
@@ -148,7 +153,7 @@ class S3Store:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data)
+            self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **self.sse)
         except Exception as exc:
             raise self._fail(f"upload of {key}", exc) from None
 

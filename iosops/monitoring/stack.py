@@ -28,7 +28,7 @@ from ..stack.local import names as stack_names
 from . import ALERTMANAGER_DIR, PROMETHEUS_DIR, RULES_DIR
 
 JOBS = ("alertmanager", "ios-api", "nginx", "postgres", "redis", "elasticsearch", "node", "pushgateway",
-        "blackbox-tls")
+        "blackbox-tls", "walstream")
 # What monitoring.up runs (network aliases on the stack network) and the API's own port.
 LOCAL_TARGETS = {"ios-api": ["api:8000"], "postgres": ["postgres-exporter:9187"],
                  "redis": ["redis-exporter:9121"], "node": ["node-exporter:9100"],

@@ -56,6 +56,11 @@ def test_missing_secret_is_exit_2_naming_reference_not_value():
     assert "IOS_STAGING_POSTGRES_PASSWORD is not set" in line
 
 
+def test_local_backup_store_for_kubernetes_is_exit_2():
+    line = one_line_error(run_inv("config.show", "--env", "prod", env={"IOSOPS_BACKUP__STORE__KIND": "local"}), 2)
+    assert "backup.store.kind: 'local' keeps recovery points on one machine" in line and "fix it and retry" in line
+
+
 def test_docker_unreachable_is_exit_2_with_fix():
     proc = run_inv("build", "--tag", "unit-x", env={"IOSOPS_DOCKER__HOST": "unix:///nonexistent/docker.sock"})
     line = one_line_error(proc, 2)

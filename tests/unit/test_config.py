@@ -25,6 +25,39 @@ def test_real_envs_all_load_and_validate():
         assert load_env(name, environ={}).name == name
 
 
+def test_staging_and_prod_keep_backups_encrypted_off_their_hosts():
+    for name in ("staging", "prod"):
+        b = load_env(name, environ={}).cfg.backup
+        assert b.store.kind == "s3" and b.store.bucket and b.store.prefix == name and b.store.sse == "aws:kms"
+        assert b.store.access_key_id.env and b.store.secret_access_key.env and b.encryption_key.env
+        assert b.encryption_recipient.startswith("age1") and len(b.encryption_recipient) == 62
+
+
+def test_a_local_store_is_refused_for_ssh_hosts_and_kubernetes(envs, tmp_path):
+    (envs / "prod.yaml").write_text("target: compose\nhosts:\n  hosts:\n    - {address: app1.example}\n")
+    with pytest.raises(BadInput) as err:
+        load_env("prod", root=tmp_path, environ={})
+    assert str(err.value) == (
+        "envs/prod.yaml: backup.store.kind: 'local' keeps recovery points on one machine, but env prod runs on "
+        "SSH hosts (target compose); use kind s3 with bucket, prefix and credentials; fix it and retry")
+    (envs / "prod.yaml").write_text("target: kubernetes\nbackup:\n  store: {kind: s3, bucket: b}\n")
+    assert load_env("prod", root=tmp_path, environ={}).cfg.backup.store.kind == "s3"
+    with pytest.raises(BadInput, match=r"^IOSOPS_\* environment variables: backup.store.kind: 'local' .* runs on "
+                                       r"Kubernetes \(target kubernetes\);"):
+        load_env("prod", root=tmp_path, environ={"IOSOPS_BACKUP__STORE__KIND": "local"})
+    # compose on this machine (no SSH hosts) may keep its backups in a local directory
+    (envs / "prod.yaml").write_text("target: compose\n")
+    assert load_env("prod", root=tmp_path, environ={}).cfg.backup.store.kind == "local"
+
+
+def test_kms_key_without_kms_encryption_is_bad_input():
+    with pytest.raises(BadInput, match=r"^command-line flags: backup.store.sse_kms_key_id is set but backup.store.sse "
+                                       r"is 'AES256', not 'aws:kms'; fix it and retry$"):
+        load_env("local", environ={}, overrides={"backup": {"store": {"sse": "AES256", "sse_kms_key_id": "alias/k"}}})
+    with pytest.raises(BadInput, match=r"backup.store.sse: Input should be '', 'AES256' or 'aws:kms'"):
+        load_env("local", environ={}, overrides={"backup": {"store": {"sse": "aes256"}}})
+
+
 def test_layers_merge_in_order(envs, tmp_path):
     env = load_env("local", root=tmp_path, environ={"IOSOPS_BUILD__MAX_IMAGE_MB": "300"},
                    overrides={"stack": {"api_port": 9999}})

@@ -115,6 +115,19 @@ def test_targets_come_from_config_and_unknown_jobs_are_refused():
         mstack.targets(bad)
 
 
+def test_walstream_is_scraped_on_compose_and_kubernetes():
+    """Job `walstream` on both variants: the compose service from staging's targets, the ios-walstream pods
+    on port 9898 in the cluster; a local stack has none (WalStreamDown then says "no walstream target")."""
+    staging = yaml.safe_load(mstack.render_prometheus(load_env("staging", environ={}))["targets/walstream.yml"])
+    assert staging == [{"targets": ["walstream:9898"], "labels": {"env": "staging"}}]
+    assert yaml.safe_load(mstack.render_prometheus(load_env("local", environ={}))["targets/walstream.yml"]) == []
+    k8s = yaml.safe_load((static.PROMETHEUS_DIR / "prometheus-k8s.yml").read_text())
+    job = next(sc for sc in k8s["scrape_configs"] if sc["job_name"] == "walstream")
+    keeps = {r["source_labels"][0]: r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"}
+    assert keeps == {"__meta_kubernetes_pod_label_app_kubernetes_io_name": "ios-walstream",
+                     "__meta_kubernetes_pod_container_port_number": "9898"}
+
+
 def test_bad_monitoring_setting_is_bad_input():
     with pytest.raises(BadInput, match="monitoring.scrape_interval"):
         load_env("local", environ={}, overrides={"monitoring": {"scrape_interval": "fast"}})
