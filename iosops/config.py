@@ -131,6 +131,23 @@ class MaintenanceCfg(Strict):
     off: list[str] = []
 
 
+class WalstreamCfg(Strict):
+    """The always-on WAL streamer (`stackops walstream`: pg_receivewal on a physical slot)."""
+    slot: str = "iosops"
+    partial_interval_s: float = 2.0
+    metrics_port: int = 9898
+    spool_dir: str = "/var/lib/iosops/walspool"
+    max_slot_wal_keep_size: str = "2GB"
+
+
+class EsRepositoryCfg(Strict):
+    """The snapshot repository a backup registers (PUT _snapshot/<elasticsearch_repository>): `fs` (a
+    directory under every node's path.repo: compose/local) or `s3` (repository-s3, built into
+    Elasticsearch 8: settings bucket, base_path, client). Empty settings with fs: {location: <name>}."""
+    type: str = "fs"
+    settings: dict[str, Any] = {}
+
+
 class BackupCfg(Strict):
     components: list[Literal["postgres", "redis", "elasticsearch"]] = ["postgres", "redis"]
     store: StoreCfg = StoreCfg()
@@ -138,6 +155,7 @@ class BackupCfg(Strict):
     redis: RedisSource = RedisSource()
     elasticsearch_url: str = ""
     elasticsearch_repository: str = "iosops"
+    elasticsearch_repository_settings: EsRepositoryCfg = EsRepositoryCfg()
     zstd_level: int = Field(3, ge=1, le=19)
     zstd_threads: int = Field(0, ge=0)  # 0: one per core
     # age public key ("age1..."): artifacts and WAL are encrypted to it; hosts that only back up never
@@ -151,6 +169,9 @@ class BackupCfg(Strict):
     rto_target_s: PositiveInt = 120
     rpo_target_s: PositiveInt = 60
     maintenance: MaintenanceCfg = MaintenanceCfg()
+    walstream: WalstreamCfg = WalstreamCfg()
+
+
 class K8sCfg(Strict):
     """The Kubernetes target (inv k8s.*): which overlay, which cluster, how long to wait."""
 
