@@ -341,6 +341,11 @@ def test_postgres_streams_wal_and_keeps_the_backup_role(rendered):
     init = next(o for o in by(objs, "ConfigMap") if o["metadata"]["name"].startswith("ios-postgres-init-"))
     assert "host    replication  iosops_backup  all      scram-sha-256" in init["data"]["pg_hba.conf"]
     assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    # what iosops/k8s/backup.py's restore Job mounts: the claim of pod 0 and the StatefulSet's PGDATA
+    from iosops.k8s import backup as kb
+    assert f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{sts['metadata']['name']}-0" == kb.PG_CLAIM
+    mount = next(m["mountPath"] for m in pg["volumeMounts"] if m["name"] == "data")
+    assert mount == kb.PG_MOUNT and cm["data"]["PGDATA"] == kb.PGDATA
 
 
 def test_elasticsearch_snapshots_leave_the_pod(rendered):
