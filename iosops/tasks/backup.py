@@ -5,6 +5,14 @@ from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, t
 ONLY_HELP = "Comma-separated components: postgres, redis, elasticsearch (default: backup.components)"
 
 
+def _k8s_done(result, runner, dry_run, json_, line):
+    """Output of a Kubernetes env's backup task (iosops/k8s/backup.py ran a Job of the ops image)."""
+    if dry_run:
+        emit_plan(runner, json_)
+    else:
+        emit(result, json_, [line])
+
+
 def _record_last(env, backup_id, ok):
     import json
 
@@ -22,6 +30,10 @@ def backup(c, env=None, only="", dry_run=False, json_=False):
     from iosops.errors import OperationFailed
 
     with mutating("backup", env, {"only": only}, dry_run=dry_run, as_json=json_) as (e, runner):
+        if e.cfg.target == "kubernetes":  # a Job of the ops image in the env's cluster
+            from iosops.k8s import backup as kb
+            out = kb.backup(e, runner, only=only)
+            return _k8s_done(out, runner, dry_run, json_, f"backup {out.get('id', '?')} (Kubernetes Job)")
         try:
             man = run_backup(e, runner, only=only)
         except OperationFailed:
@@ -46,6 +58,16 @@ def list_(c, env=None, json_=False):
     from ._common import fail
 
     with task_env(env) as e:
+        if e.cfg.target == "kubernetes":  # a Job of the ops image in the env's cluster
+            import json
+
+            from iosops.k8s import backup as kb
+            from iosops.runner import Runner
+            try:
+                out = kb.list_backups(e, Runner(plan_to_stdout=not json_))
+            except IosopsError as exc:
+                raise fail(exc) from None
+            return emit(out, json_, [json.dumps(out, indent=1, sort_keys=True)])
         try:
             items = entries(e)
         except IosopsError as exc:
@@ -67,6 +89,9 @@ def verify(c, env=None, id="", all_=False, json_=False):
     from iosops.backup.catalog import verify as do_verify
 
     with mutating("backups.verify", env, {"id": id, "all": all_}, as_json=json_) as (e, runner):
+        if e.cfg.target == "kubernetes":  # a Job of the ops image in the env's cluster
+            from iosops.k8s import backup as kb
+            return _k8s_done(kb.verify(e, runner, id, all_), runner, False, json_, "verify: Kubernetes Job completed")
         results = do_verify(e, runner, id, all_)
     emit(results, json_, [f"{r['id']}: {'OK' if r['ok'] else 'FAILED'} ({len(r['checks'])} artifact(s))" for r in results])
 
@@ -78,6 +103,9 @@ def prune(c, env=None, dry_run=False, force=False, json_=False):
     from iosops.backup.catalog import prune as do_prune
 
     with mutating("backups.prune", env, {"force": force}, dry_run=dry_run, as_json=json_) as (e, runner):
+        if e.cfg.target == "kubernetes":  # a Job of the ops image in the env's cluster
+            from iosops.k8s import backup as kb
+            return _k8s_done(kb.prune(e, runner, force), runner, dry_run, json_, "prune: Kubernetes Job completed")
         plan = do_prune(e, runner, force=force)
     data = {"keep": plan.keep, "delete": plan.delete, "debris": plan.debris, "wal_delete": len(plan.wal_delete),
             "dry_run": dry_run}
@@ -104,6 +132,11 @@ def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=Fals
             typed = input("This replaces the data of env prod. Type 'restore prod' to continue: ")
             if typed.strip() != "restore prod":
                 raise BadInput("confirmation not given; nothing was changed")
+        if e.cfg.target == "kubernetes":  # Jobs of the ops image, PostgreSQL's StatefulSet scaled around them
+            from iosops.k8s import backup as kb
+            out = kb.restore(e, runner, backup_id=backup, to_time=to_time, latest=latest, only=only)
+            return _k8s_done(out, runner, dry_run, json_, f"restored {out['target']} on Kubernetes; safety backup: "
+                                                           f"{out['safety_backup']}")
         result = do_restore(e, runner, backup_id=backup, to_time=to_time, latest=latest, only=only)
     if dry_run:
         emit_plan(runner, json_)
