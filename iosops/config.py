@@ -155,6 +155,14 @@ class WalstreamCfg(Strict):
     max_slot_wal_keep_size: str = Field("2GB", pattern=r"^[0-9]+(MB|GB|TB)$")
 
 
+class EsRepositoryCfg(Strict):
+    """The snapshot repository a backup registers (PUT _snapshot/<elasticsearch_repository>): `fs` (a
+    directory under every node's path.repo: compose/local) or `s3` (repository-s3, built into
+    Elasticsearch 8: settings bucket, base_path, client). Empty settings with fs: {location: <name>}."""
+    type: str = "fs"
+    settings: dict[str, Any] = {}
+
+
 class BackupCfg(Strict):
     # stack: the engine runs in the ops image next to the deployed stack (compose service `ops` on the
     # env's data host; Jobs on Kubernetes) and WAL comes from its `walstream` service. host: this process
@@ -166,6 +174,7 @@ class BackupCfg(Strict):
     redis: RedisSource = RedisSource()
     elasticsearch_url: str = ""
     elasticsearch_repository: str = "iosops"
+    elasticsearch_repository_settings: EsRepositoryCfg = EsRepositoryCfg()
     zstd_level: int = Field(3, ge=1, le=19)
     zstd_threads: int = Field(0, ge=0)  # 0: one per core
     # age public key ("age1..."): artifacts and WAL are encrypted to it; hosts that only back up never

@@ -110,6 +110,14 @@ def es_doc_counts(env: Env, runner: Runner) -> dict[str, int]:
     return {i["index"]: int(i["docs.count"]) for i in r.value.json() if not i["index"].startswith(".")}
 
 
+def es_repository_body(b) -> dict[str, Any]:
+    """The PUT _snapshot/<repo> body from backup.elasticsearch_repository_settings (pure): fs with no
+    settings keeps the old default, a directory named like the repository under the nodes' path.repo."""
+    cfg = b.elasticsearch_repository_settings
+    settings = dict(cfg.settings) or ({"location": b.elasticsearch_repository} if cfg.type == "fs" else {})
+    return {"type": cfg.type, "settings": settings}
+
+
 def backup_elasticsearch(env: Env, runner: Runner, store, backup_id: str, timeout: float = 900) -> tuple[list[Artifact], dict, Any]:
     """Snapshot through the Elasticsearch REST API: register the repository (idempotent PUT), start a
     snapshot, poll until SUCCESS, record it. The repository's own storage holds the data."""
@@ -119,7 +127,7 @@ def backup_elasticsearch(env: Env, runner: Runner, store, backup_id: str, timeou
     base = b.elasticsearch_url.rstrip("/")
     repo, snap = b.elasticsearch_repository, f"iosops-{backup_id.lower()}"
     fp = {"indices": es_doc_counts(env, runner)}
-    r = runner.http("PUT", f"{base}/_snapshot/{repo}", json={"type": "fs", "settings": {"location": repo}})
+    r = runner.http("PUT", f"{base}/_snapshot/{repo}", json=es_repository_body(b))
     if r.rc:
         raise OperationFailed(f"elasticsearch: registering snapshot repository {repo} failed (HTTP {r.rc}): {r.stdout[:200]}")
     r = runner.http("PUT", f"{base}/_snapshot/{repo}/{snap}?wait_for_completion=false",

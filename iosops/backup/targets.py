@@ -76,7 +76,7 @@ def list_rows(env: Env, runner: Runner) -> list[dict]:
 
         return rows(entries(env))
     if w == "kubernetes":
-        return _k8s().list_rows(env, runner)
+        return _k8s().list_backups(env, runner).get("rows", [])
     from . import stack
 
     return stack.list_rows(env, runner)
@@ -89,7 +89,7 @@ def verify(env: Env, runner: Runner, backup_id: str = "", all_: bool = False) ->
 
         return do_verify(env, runner, backup_id, all_)
     if w == "kubernetes":
-        return _k8s().verify(env, runner, backup_id, all_)
+        return _k8s().verify(env, runner, backup_id, all_).get("results", [])
     from . import stack
 
     return stack.verify(env, runner, backup_id, all_)

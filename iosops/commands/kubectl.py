@@ -93,3 +93,49 @@ def smoke_exec(context: str, namespace: str, deployment: str, container: str, ur
                kubectl: str = "kubectl") -> list[str]:
     return [*_at(kubectl, context, namespace), "exec", f"deployment/{deployment}", "--container", container,
             "--", "python3", "-c", SMOKE_SCRIPT, url, str(timeout_s)]
+
+
+# -- backup, restore and housekeeping Jobs (iosops/k8s/backup.py) -----------------------------------------
+
+def create_file(context: str, namespace: str, path: str, kubectl: str = "kubectl") -> list[str]:
+    """Create (not apply) an object from a file: a Job name is new every time, a clash is an error."""
+    return [*_at(kubectl, context, namespace), "create", "--filename", path]
+
+
+def logs_follow(context: str, namespace: str, job: str, pod_running_timeout_s: int, kubectl: str = "kubectl") -> list[str]:
+    """The Job's log as it is written; returns when its container exits."""
+    return [*_at(kubectl, context, namespace), "logs", "--follow", f"job/{job}",
+            f"--pod-running-timeout={pod_running_timeout_s}s"]
+
+
+def logs_tail(context: str, namespace: str, job: str, lines: int, kubectl: str = "kubectl") -> list[str]:
+    return [*_at(kubectl, context, namespace), "logs", f"job/{job}", f"--tail={lines}"]
+
+
+def get_selected_json(context: str, namespace: str, kind: str, selector: str, kubectl: str = "kubectl") -> list[str]:
+    return [*_at(kubectl, context, namespace), "get", kind, "--selector", selector, "--output", "json"]
+
+
+def scale_ref(context: str, namespace: str, ref: str, replicas: int, kubectl: str = "kubectl") -> list[str]:
+    """Scale `kind/name` (deployment/..., statefulset/...)."""
+    return [*_at(kubectl, context, namespace), "scale", ref, f"--replicas={replicas}"]
+
+
+def wait_pods_deleted(context: str, namespace: str, selector: str, timeout_s: int, kubectl: str = "kubectl") -> list[str]:
+    return [*_at(kubectl, context, namespace), "wait", "--for=delete", "pod", "--selector", selector,
+            f"--timeout={timeout_s}s"]
+
+
+def rollout_status_ref(context: str, namespace: str, ref: str, timeout_s: int, kubectl: str = "kubectl") -> list[str]:
+    return [*_at(kubectl, context, namespace), "rollout", "status", ref, "--watch", f"--timeout={timeout_s}s"]
+
+
+def delete_job(context: str, namespace: str, name: str, timeout_s: int, kubectl: str = "kubectl") -> list[str]:
+    """Delete a Job and wait until its pods are gone (a stopped restore must not touch the volume later)."""
+    return [*_at(kubectl, context, namespace), "delete", "job", name, "--ignore-not-found", "--cascade=foreground",
+            "--wait=true", f"--timeout={timeout_s}s"]
+
+
+def exec_in(context: str, namespace: str, ref: str, container: str, argv: Sequence[str],
+            kubectl: str = "kubectl") -> list[str]:
+    return [*_at(kubectl, context, namespace), "exec", ref, "--container", container, "--", *argv]

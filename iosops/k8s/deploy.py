@@ -24,8 +24,8 @@ from ..config import Env, K8sCfg
 from ..errors import BadInput, OperationFailed
 from ..notify import Tracker, tracked
 from ..runner import Runner
-from .render import (API, COLOURS, PREVIEW, check_secrets, check_tag, deployment, k8s_cfg, other, render,
-                     secret_manifests, validate)
+from .render import (API, COLOURS, PREVIEW, check_secrets, check_tag, deployment, external_targets, k8s_cfg,
+                     other, render, secret_manifests, validate)
 
 ANN = "iosops.io/"
 SWITCHED_AT = ANN + "switched-at"
@@ -194,7 +194,8 @@ def _deploy(env: Env, runner: Runner, tag: str, now: Clock, ev: Tracker) -> Outc
     rendered = render(env, runner, tag, live=live, idle_replicas=idle_replicas)
     check_secrets(env, rendered)
     validate(env, runner, rendered)
-    secrets = secret_manifests(env, cfg.namespace)  # every reference revealed before anything changes
+    # every reference revealed before anything changes
+    secrets = secret_manifests(env, cfg.namespace, frozenset(external_targets(rendered.objects)))
 
     objects = [o for o in rendered.objects if not (o["kind"] == "Deployment" and o["metadata"]["name"] == deployment(live))]
     path = env.state_dir / "k8s" / env.name / f"apply-{tag}.yaml"

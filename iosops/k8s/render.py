@@ -22,6 +22,7 @@ from ..commands import kubectl as k
 from ..config import Env, K8sCfg
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner
+from . import opsconfig as ops
 
 COLOURS = ("blue", "green")
 API = "ios-api"
@@ -99,16 +100,53 @@ def wrapper(env: Env, cfg: K8sCfg, tag: str, live: str, idle_replicas: Optional[
     if idle_replicas is not None:
         patches.append({"target": {"kind": "Deployment", "name": deployment(idle)},
                         "patch": yaml.safe_dump([{"op": "replace", "path": "/spec/replicas", "value": idle_replicas}])})
+    patches += ops_patches(env)
+    ns = {"namespace": cfg.namespace} if cfg.namespace else {}
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [f"../k8s/overlays/{cfg.overlay}"],
+        # The ops containers' view of this env (iosops/k8s/opsconfig.py), and PostgreSQL's WAL guard.
+        "configMapGenerator": [
+            {"name": ops.CONFIGMAP, **ns, "files": [ops_config_file(env)]},
+            {"name": "ios-postgres-config", **ns, "behavior": "merge",
+             "literals": [f"MAX_SLOT_WAL_KEEP_SIZE={env.cfg.backup.walstream.max_slot_wal_keep_size}"]},
+        ],
         "images": [
             {"name": "ios-api", "newName": image_name(env, env.cfg.build.repository), "newTag": tag},
             {"name": "ios-ops", "newName": image_name(env, cfg.ops_repository), "newTag": tag},
         ],
         "patches": patches,
     }
+
+
+def ops_config_file(env: Env) -> str:
+    return f"{env.name}.yaml"
+
+
+def ops_patches(env: Env) -> list[dict]:
+    """The ops workloads run `stackops <action> --env <env>` (the file name in ios-ops-config) and mount
+    only the keys of Secret ios-backup this env's config references."""
+    items = ops.secret_items(env)
+    cron_pod = ["spec", "jobTemplate", "spec", "template", "spec"]
+    out = [
+        {"target": {"kind": "CronJob", "name": "ios-backup"},
+         "patch": yaml.safe_dump([{"op": "replace", "path": "/" + "/".join(cron_pod) + "/containers/0/args",
+                                   "value": ["backup", "--env", env.name]}])},
+        {"target": {"kind": "Deployment", "name": "ios-walstream"},
+         "patch": yaml.safe_dump([{"op": "replace", "path": "/spec/template/spec/containers/0/args",
+                                   "value": ["walstream", "--env", env.name]}])},
+    ]
+    volume = {"name": ops.SECRET_VOLUME, "secret": {"secretName": ops.SECRET, "items": items}}
+    for kind, name in ops.OPS_WORKLOADS:
+        pod: dict = {"volumes": [volume]}
+        body: dict = {"spec": {"template": {"spec": pod}}}
+        if kind == "CronJob":
+            body = {"spec": {"jobTemplate": body}}
+        api = "batch/v1" if kind == "CronJob" else "apps/v1"
+        out.append({"target": {"kind": kind, "name": name},
+                    "patch": yaml.safe_dump({"apiVersion": api, "kind": kind, "metadata": {"name": name}, **body})})
+    return out
 
 
 def render(env: Env, runner: Runner, tag: str, live: str = "blue", idle_replicas: Optional[int] = None) -> Rendered:
@@ -121,6 +159,7 @@ def render(env: Env, runner: Runner, tag: str, live: str = "blue", idle_replicas
     try:
         shutil.copytree(env.root / "k8s", tmp / "k8s", ignore=shutil.ignore_patterns("*.md"))
         (tmp / "render").mkdir()
+        (tmp / "render" / ops_config_file(env)).write_text(yaml.safe_dump(ops.ops_config(env), sort_keys=True))
         (tmp / "render/kustomization.yaml").write_text(
             yaml.safe_dump(wrapper(env, cfg, tag, live, idle_replicas), sort_keys=False))
         try:
@@ -171,8 +210,10 @@ def consumed_secrets(objects: list[dict]) -> set[tuple[str, str, str]]:
     return out
 
 
-def provided_secrets(r: Rendered, cfg: K8sCfg) -> dict[tuple[str, str], str]:
-    """(secret, key) -> how it is provided: an ExternalSecret of the overlay, or an env reference."""
+def provided_secrets(r: Rendered, env: Env) -> dict[tuple[str, str], str]:
+    """(secret, key) -> how it is provided: an ExternalSecret of the overlay, or an env reference (k8s.secrets,
+    and for Secret ios-backup the references of the env's backup config, iosops/k8s/opsconfig.py)."""
+    cfg = env.cfg.k8s
     out: dict[tuple[str, str], str] = {}
     for o in r.objects:
         if o.get("kind") == "ExternalSecret":
@@ -184,7 +225,17 @@ def provided_secrets(r: Rendered, cfg: K8sCfg) -> dict[tuple[str, str], str]:
     for ident, source in cfg.secrets.items():
         secret, _, key = ident.partition("/")
         out[(secret, key)] = f"secrets.{source}"
+    if ops.SECRET not in external_targets(r.objects):
+        for s in ops.ops_secrets(env):
+            if s.ref is not None:
+                out.setdefault((ops.SECRET, s.key), s.source)
     return out
+
+
+def external_targets(objects: list[dict]) -> set[str]:
+    """Secrets an ExternalSecret of the overlay makes in-cluster (the deploy never creates those)."""
+    return {(o.get("spec", {}).get("target", {}).get("name") or o["metadata"]["name"])
+            for o in objects if o.get("kind") == "ExternalSecret"}
 
 
 def check_secrets(env: Env, r: Rendered) -> dict[tuple[str, str], str]:
@@ -196,8 +247,14 @@ def check_secrets(env: Env, r: Rendered) -> dict[tuple[str, str], str]:
         if source not in env.cfg.secrets:
             raise BadInput(f"envs/{env.name}.yaml: k8s.secrets.{ident} names secrets.{source}, which is not "
                            f"defined; add secrets.{source}: {{env: VAR}} or {{file: PATH}}")
-    provided = provided_secrets(r, cfg)
+    provided = provided_secrets(r, env)
     for secret, key, who in sorted(consumed_secrets(r.objects)):
+        if (secret, key) not in provided and secret == ops.SECRET:
+            source = next((s.source for s in ops.ops_secrets(env) if s.key == key), "?")
+            add = "secrets.backup_password: {env: VAR}" if source == "secrets.backup_password" else source
+            raise BadInput(f"missing secret reference: {who} reads Secret {secret} key {key}, which neither an "
+                           f"ExternalSecret in k8s/overlays/{r.overlay} nor envs/{env.name}.yaml ({source}) "
+                           f"provides; add {add} to envs/{env.name}.yaml")
         if (secret, key) not in provided:
             raise BadInput(f"missing secret reference: {who} reads Secret {secret} key {key}, which neither an "
                            f"ExternalSecret in k8s/overlays/{r.overlay} nor k8s.secrets in envs/{env.name}.yaml "
@@ -205,9 +262,11 @@ def check_secrets(env: Env, r: Rendered) -> dict[tuple[str, str], str]:
     return provided
 
 
-def secret_manifests(env: Env, namespace: str) -> list[tuple[str, Any]]:
+def secret_manifests(env: Env, namespace: str, external: frozenset[str] = frozenset()) -> list[tuple[str, Any]]:
     """The Secrets the deploy creates from references, as (name, manifest text) with values revealed
-    only here. Raises BadInput naming the reference (never a value) when one is missing."""
+    only here: k8s.secrets, and Secret ios-backup from the backup config's references unless an
+    ExternalSecret (`external`: their target names) makes it. Raises BadInput naming the reference
+    (never a value) when one is missing."""
     import base64
 
     by_secret: dict[str, dict[str, str]] = {}
@@ -215,6 +274,11 @@ def secret_manifests(env: Env, namespace: str) -> list[tuple[str, Any]]:
         secret, _, key = ident.partition("/")
         value = env.secret(source)  # BadInput when the reference is missing
         by_secret.setdefault(secret, {})[key] = base64.b64encode(value.get().encode()).decode()
+    if ops.SECRET not in external:
+        for s in ops.ops_secrets(env):
+            if s.ref is not None and s.key not in by_secret.get(ops.SECRET, {}):
+                value = s.ref.reveal(s.source, env.root)
+                by_secret.setdefault(ops.SECRET, {})[s.key] = base64.b64encode(value.get().encode()).decode()
     out = []
     for secret, data in by_secret.items():
         manifest = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",

@@ -33,6 +33,21 @@ def test_snapshot_is_registered_started_polled_and_recorded_with_doc_counts(lab)
         assert verify(env, QUIET, man.id)[0]["ok"]
 
 
+def test_repository_type_and_settings_come_from_config(lab):
+    """fs stays the default (compose/local); an s3 repository on the backup bucket (Kubernetes) is PUT with
+    exactly the configured type and settings. Against the FAKE: it records the body, it has no S3."""
+    with FakeElasticsearch({"products": 3}) as es:
+        run_backup(lab.env(backup={"elasticsearch_url": es.url}), QUIET, only="elasticsearch")
+        assert es.repos["iosops"] == {"type": "fs", "settings": {"location": "iosops"}}
+    s3 = {"type": "s3", "settings": {"bucket": "ios-backups", "base_path": "prod/elasticsearch", "client": "default"}}
+    with FakeElasticsearch({"products": 3}) as es:
+        env = lab.env(backup={"elasticsearch_url": es.url, "elasticsearch_repository": "ios-s3",
+                              "elasticsearch_repository_settings": s3})
+        man = run_backup(env, QUIET, only="elasticsearch")
+        puts = [b for m, p, b in es.requests if m == "PUT" and p == "/_snapshot/ios-s3"]
+        assert puts == [s3] and man.fingerprints["elasticsearch"]["snapshot"]["repository"] == "ios-s3"
+
+
 def test_failed_snapshot_fails_the_backup_and_commits_nothing(lab):
     with FakeElasticsearch({"products": 1}, fail_with="FAILED") as es:
         env = lab.env(backup={"elasticsearch_url": es.url})

@@ -62,7 +62,7 @@ def test_policy_checkov_passes_and_every_skip_has_a_reason(env):
     assert out["failed"] == [] and out["summary"]["passed"] > 400
     skips = {(s["check"], s["resource"].rsplit(".", 1)[-1]) for s in out["skipped"]}
     assert skips == {("CKV_K8S_43", n) for n in ("ios-api-blue", "ios-api-green", "ios-postgres", "ios-redis",
-                                                 "ios-elasticsearch", "ios-backup")} | \
+                                                 "ios-elasticsearch", "ios-backup", "ios-walstream")} | \
         {("CKV_K8S_40", "ios-postgres"), ("CKV_K8S_40", "ios-elasticsearch")}
     assert all(len(s["reason"]) > 40 for s in out["skipped"])
 
@@ -74,16 +74,19 @@ def test_objects(rendered):
     assert all(o["metadata"].get("namespace", ns) == ns for o in objs)
     assert {o["metadata"]["name"] for o in by(objs, "StatefulSet")} == {"ios-postgres", "ios-redis", "ios-elasticsearch"}
     assert all(s["spec"]["volumeClaimTemplates"] for s in by(objs, "StatefulSet"))
-    assert {o["metadata"]["name"] for o in by(objs, "Deployment")} == {"ios-api-blue", "ios-api-green"}
+    assert {o["metadata"]["name"] for o in by(objs, "Deployment")} == {"ios-api-blue", "ios-api-green", "ios-walstream"}
     assert {o["metadata"]["name"] for o in by(objs, "Service")} >= {"ios-api", "ios-api-preview"}
     assert by(objs, "Service", "ios-api")[0]["spec"]["selector"]["app.kubernetes.io/color"] == "blue"
     assert by(objs, "Service", "ios-api-preview")[0]["spec"]["selector"]["app.kubernetes.io/color"] == "green"
-    assert len(by(objs, "PodDisruptionBudget")) == 5 and len(by(objs, "ConfigMap")) == 2
+    assert len(by(objs, "PodDisruptionBudget")) == 5 and len(by(objs, "ConfigMap")) == 4
     # No Secret values in the render: Secrets come from ExternalSecret (prod) or the deploy (staging).
     assert by(objs, "Secret") == []
     if env == "prod":
         es = by(objs, "ExternalSecret", "ios-postgres")[0]
         assert es["spec"]["target"]["name"] == "ios-postgres" and es["spec"]["data"][0]["remoteRef"]["key"]
+        es = by(objs, "ExternalSecret", "ios-backup")[0]
+        assert {d["secretKey"] for d in es["spec"]["data"]} == {"backup-password", "s3-access-key-id",
+                                                                 "s3-secret-access-key", "age-identity"}
 
 
 def test_images_carry_the_tag(rendered):
@@ -106,7 +109,7 @@ def test_hpa_seed_figures(rendered):
 def test_every_pod_is_locked_down(rendered):
     _, _, objs = rendered
     pods = list(pod_specs(objs))
-    assert len(pods) == 6  # 2 colours, 3 StatefulSets, the backup CronJob
+    assert len(pods) == 7  # 2 colours, 3 StatefulSets, the backup CronJob, the WAL streamer
     for o, pod in pods:
         who = f"{o['kind']}/{o['metadata']['name']}"
         assert pod["automountServiceAccountToken"] is False, who
@@ -144,10 +147,11 @@ def test_ingress_tls_rate_limit_scrape_and_backup(rendered):
     assert ann["nginx.ingress.kubernetes.io/limit-rps"] == "20" and "nginx.ingress.kubernetes.io/limit-connections" in ann
     for d in by(objs, "Deployment"):
         a = d["spec"]["template"]["metadata"]["annotations"]
-        assert (a["prometheus.io/scrape"], a["prometheus.io/port"], a["prometheus.io/path"]) == ("true", "8000", "/metrics")
+        port = "9898" if d["metadata"]["name"] == "ios-walstream" else "8000"
+        assert (a["prometheus.io/scrape"], a["prometheus.io/port"], a["prometheus.io/path"]) == ("true", port, "/metrics")
     cron = by(objs, "CronJob", "ios-backup")[0]["spec"]
     c = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"] + c["args"] == ["inv", "backup", "--env", env]
+    assert c["command"] + c["args"] == ["python", "-m", "iosops.backup.stackops", "backup", "--env", env]
     assert cron["concurrencyPolicy"] == "Forbid"
 
 
@@ -257,3 +261,119 @@ def test_unreachable_cluster_is_bad_input_and_applies_nothing(tmp_path):
     line = one_line(proc)
     assert "cannot read the cluster of context 'ios-prod'" in line
     assert not (state / "k8s").exists()
+
+
+# -- backups on Kubernetes (issue #11) ------------------------------------------------------------------
+
+def ops_pods(objs):
+    for o, pod in pod_specs(objs):
+        if o["metadata"]["name"] in ("ios-backup", "ios-walstream"):
+            yield o, pod
+
+
+def test_ops_config_map_is_the_env_seen_from_inside(rendered):
+    env, text, objs = rendered
+    cms = [o for o in by(objs, "ConfigMap") if o["metadata"]["name"].startswith("ios-ops-config-")]
+    assert len(cms) == 1 and list(cms[0]["data"]) == [f"{env}.yaml"]
+    cfg = yaml.safe_load(cms[0]["data"][f"{env}.yaml"])
+    pg = cfg["backup"]["postgres"]
+    assert (pg["host"], pg["port"], pg["user"]) == ("ios-postgres", 5432, "iosops_backup")
+    assert pg["password"] == {"file": "/run/secrets/iosops/backup-password"}
+    assert (cfg["backup"]["redis"]["host"], cfg["name"], cfg["secrets"]) == ("ios-redis", env, {})
+    # every reference left is a file under the Secret's mount; no {env: ...} reference of the host survives
+    refs = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node) <= {"env", "file", "generate"} and node:
+                refs.append(node)
+            else:
+                for v in node.values():
+                    walk(v)
+    walk(cfg)
+    assert refs and all(set(r) == {"file"} and r["file"].startswith("/run/secrets/iosops/") for r in refs)
+    for _o, pod in ops_pods(objs):
+        c = pod["containers"][0]
+        assert c["command"] == ["python", "-m", "iosops.backup.stackops"] and c["args"][1:] == ["--env", env]
+        assert {"name": "IOSOPS_ENVS_DIR", "value": "/etc/iosops/envs"} in c["env"]
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert mounts["config"] == "/etc/iosops/envs" and vols["config"]["configMap"]["name"] == cms[0]["metadata"]["name"]
+        assert mounts["ops-secrets"] == "/run/secrets/iosops"
+        assert vols["ops-secrets"]["secret"]["secretName"] == "ios-backup"  # pragma: allowlist secret - a name
+        keys = {i["key"] for i in vols["ops-secrets"]["secret"]["items"]}
+        assert "backup-password" in keys and "age-identity" not in keys  # backups never hold the identity
+
+
+def test_walstream_is_one_recreated_streamer(rendered):
+    _, _, objs = rendered
+    d = by(objs, "Deployment", "ios-walstream")[0]
+    assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"] == {"type": "Recreate"}
+    pod = d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["args"][0] == "walstream" and c["ports"] == [{"name": "metrics", "containerPort": 9898}]
+    assert c["readinessProbe"]["httpGet"] == c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    spool = next(v for v in pod["volumes"] if v["name"] == "spool")["persistentVolumeClaim"]["claimName"]
+    assert by(objs, "PersistentVolumeClaim", spool)
+    assert {"name": "spool", "mountPath": "/var/lib/iosops/walspool"} in c["volumeMounts"]
+    assert pod["securityContext"]["runAsUser"] == 10001 and c["securityContext"]["readOnlyRootFilesystem"]
+    pols = {o["metadata"]["name"]: o["spec"] for o in by(objs, "NetworkPolicy")}
+    egress = pols["ios-walstream-egress"]["egress"]
+    assert egress[0]["to"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "ios-postgres"}
+    assert egress[0]["ports"] == [{"protocol": "TCP", "port": 5432}] and egress[1] == {"ports": [{"protocol": "TCP", "port": 443}]}
+    assert pols["ios-walstream-from-monitoring"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9898}]
+    pg_from = [f["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+               for f in pols["ios-postgres-from-clients"]["ingress"][0]["from"]]
+    assert "ios-walstream" in pg_from
+
+
+def test_postgres_streams_wal_and_keeps_the_backup_role(rendered):
+    _, _, objs = rendered
+    sts = by(objs, "StatefulSet", "ios-postgres")[0]
+    pod = sts["spec"]["template"]["spec"]
+    pg, role = pod["containers"]
+    assert pg["args"][0::2] == ["-c"] * 5
+    assert {"wal_level=replica", "max_wal_senders=10", "max_replication_slots=10",
+            "max_slot_wal_keep_size=$(MAX_SLOT_WAL_KEEP_SIZE)", "hba_file=/etc/iosops/postgres/pg_hba.conf"} == set(pg["args"][1::2])
+    cm = next(o for o in by(objs, "ConfigMap") if o["metadata"]["name"].startswith("ios-postgres-config-"))
+    assert cm["data"]["MAX_SLOT_WAL_KEEP_SIZE"] == "2GB" and cm["data"]["PGDATA"] == "/var/lib/postgresql/data/pgdata"
+    assert role["name"] == "backup-role" and role["command"] == ["bash", "/etc/iosops/postgres/backup-role.sh"]
+    init = next(o for o in by(objs, "ConfigMap") if o["metadata"]["name"].startswith("ios-postgres-init-"))
+    assert "host    replication  iosops_backup  all      scram-sha-256" in init["data"]["pg_hba.conf"]
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    # what iosops/k8s/backup.py's restore Job mounts: the claim of pod 0 and the StatefulSet's PGDATA
+    from iosops.k8s import backup as kb
+    assert f"{sts['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{sts['metadata']['name']}-0" == kb.PG_CLAIM
+    mount = next(m["mountPath"] for m in pg["volumeMounts"] if m["name"] == "data")
+    assert mount == kb.PG_MOUNT and cm["data"]["PGDATA"] == kb.PGDATA
+
+
+def test_elasticsearch_snapshots_leave_the_pod(rendered):
+    _, _, objs = rendered
+    es = by(objs, "StatefulSet", "ios-elasticsearch")[0]["spec"]["template"]["spec"]
+    env_names = {e["name"] for e in es["containers"][0]["env"]}
+    assert "path.repo" not in env_names and "snapshots" not in {v["name"] for v in es["volumes"]}
+    pols = {o["metadata"]["name"]: o["spec"] for o in by(objs, "NetworkPolicy")}
+    assert pols["ios-elasticsearch-snapshots-egress"]["egress"] == [{"ports": [{"protocol": "TCP", "port": 443}]}]
+
+
+def test_ops_config_with_an_s3_store(tmp_path):
+    """An env with an S3 store and encryption: credentials and the age identity become file references
+    to keys of Secret ios-backup, the ES repository goes to the bucket; values never appear."""
+    from iosops.k8s import opsconfig
+    env = load_env("prod", environ={}, overrides={"backup": {
+        "components": ["postgres", "elasticsearch"], "encryption_recipient": "age1example",
+        "encryption_key": {"env": "IOS_PROD_AGE_IDENTITY"},
+        "store": {"kind": "s3", "bucket": "ios-backups", "prefix": "prod", "access_key_id": {"env": "K"},
+                  "secret_access_key": {"env": "S"}}}})
+    cfg = opsconfig.ops_config(env)
+    assert cfg["backup"]["store"]["access_key_id"] == {"file": "/run/secrets/iosops/s3-access-key-id"}
+    assert cfg["backup"]["store"]["secret_access_key"] == {"file": "/run/secrets/iosops/s3-secret-access-key"}
+    assert cfg["backup"]["encryption_key"] == {"file": "/run/secrets/iosops/age-identity"}
+    assert cfg["backup"]["elasticsearch_repository_settings"] == {
+        "type": "s3", "settings": {"bucket": "ios-backups", "base_path": "prod/elasticsearch", "client": "default"}}
+    assert "registry_password" not in cfg["build"] and "webhook_url" not in cfg["notify"]
+    assert [i["key"] for i in opsconfig.secret_items(env)] == ["backup-password", "s3-access-key-id",
+                                                               "s3-secret-access-key"]
+    assert opsconfig.secret_items(env, restore=True)[-1] == {"key": "age-identity", "path": "age-identity"}
+    assert opsconfig.notes(env) == [] and "s3 store" in opsconfig.notes(load_env("prod", environ={}))[0]

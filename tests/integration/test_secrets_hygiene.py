@@ -84,7 +84,7 @@ def world(tmp_path_factory, moto):  # noqa: F811  pytest injects the imported fi
     sec = ws / "secrets"
     sec.mkdir(mode=0o700)
     v = {name: sentinel(token, name) for name in (
-        "postgres", "redis", "s3-key", "s3-secret", "registry", "staging-postgres", "prod-postgres",
+        "postgres", "redis", "s3-key", "s3-secret", "registry", "staging-postgres", "prod-postgres", "staging-backup",
         "staging-registry", "prod-registry", "wrong-redis", "pasted")}
     subprocess.run(["age-keygen", "-o", str(sec / "age.key")], check=True, capture_output=True)
     age_identity = next(l for l in (sec / "age.key").read_text().splitlines() if l.startswith("AGE-SECRET-KEY-"))
@@ -119,6 +119,7 @@ def world(tmp_path_factory, moto):  # noqa: F811  pytest injects the imported fi
         "IOSOPS_STATE_DIR": str(ws / "state"), "IOSOPS_ACTOR": "hygiene@test",
         "HYG_S3_KEY": v["s3-key"], "HYG_S3_SECRET": v["s3-secret"],
         "IOS_STAGING_POSTGRES_PASSWORD": v["staging-postgres"], "IOS_PROD_POSTGRES_PASSWORD": v["prod-postgres"],
+        "IOS_STAGING_BACKUP_PASSWORD": v["staging-backup"],
         "IOS_STAGING_REGISTRY_PASSWORD": v["staging-registry"], "IOS_PROD_REGISTRY_PASSWORD": v["prod-registry"],
         "IOS_STAGING_SLACK_WEBHOOK_URL": rx.url, "IOS_PROD_SLACK_WEBHOOK_URL": rx.url,
     }

@@ -18,6 +18,7 @@ import pytest
 from iosops.commands.kubectl import SMOKE_SCRIPT
 from iosops.config import load_env
 from iosops.errors import IosopsError
+from iosops.k8s import backup as kbackup
 from iosops.k8s import deploy as kdeploy
 from iosops.runner import Result, Runner, reveal
 
@@ -57,21 +58,45 @@ class ScriptedCluster:
         return Result(r.get("rc", 0), out if isinstance(out, str) else json.dumps(out), r.get("stderr", ""))
 
 
+def ticking(start):
+    t = [start - dt.timedelta(seconds=1)]
+
+    def now():
+        t[0] += dt.timedelta(seconds=1)
+        return t[0]
+    return now
+
+
+def no_sleep(_s):
+    return None
+
+
 def run_case(spec, tmp_path, monkeypatch):
     for k_, v in spec.get("environ", {}).items():
         monkeypatch.setenv(k_, v)
-    env = load_env(spec["env"], environ={"IOSOPS_STATE_DIR": str(tmp_path)})
+    env = load_env(spec["env"], environ={"IOSOPS_STATE_DIR": str(tmp_path)}, overrides=spec.get("overrides"))
     cluster = ScriptedCluster(spec["responses"])
     runner = Runner(executor=cluster, say=lambda _l: None, dry_run=spec.get("dry_run", False))
     now = dt.datetime.strptime(spec.get("now", "2026-11-27T22:00:00Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
     fn = {"deploy": lambda: kdeploy.deploy(env, runner, spec.get("tag", ""), now=lambda: now),
           "rollback": lambda: kdeploy.rollback(env, runner, now=lambda: now),
-          "scale_down": lambda: kdeploy.scale_down(env, runner, force=spec.get("force", False), now=lambda: now)}[spec["action"]]
-    error, code = None, 0
+          "scale_down": lambda: kdeploy.scale_down(env, runner, force=spec.get("force", False), now=lambda: now),
+          # backups (iosops/k8s/backup.py): the clock ticks a second per Job name; polls never sleep
+          "backup": lambda: kbackup.backup(env, runner, spec.get("only", ""), now=ticking(now), sleep=no_sleep),
+          "restore": lambda: kbackup.restore(env, runner, backup_id=spec.get("backup", ""), to_time=spec.get("to_time", ""),
+                                             latest=spec.get("latest", False), only=spec.get("only", ""),
+                                             now=ticking(now), sleep=no_sleep),
+          "backups_list": lambda: kbackup.list_backups(env, runner, now=ticking(now), sleep=no_sleep),
+          "backups_verify": lambda: kbackup.verify(env, runner, spec.get("id", ""), spec.get("all", False),
+                                                   now=ticking(now), sleep=no_sleep),
+          "backups_prune": lambda: kbackup.prune(env, runner, spec.get("force", False), now=ticking(now), sleep=no_sleep),
+          }[spec["action"]]
+    error, code, result = None, 0, None
     try:
-        fn()
+        result = fn()
     except IosopsError as exc:
         error, code = str(exc), exc.exit_code
+    spec["_result"] = result
     plan = [normalize(str(a), tmp_path) for a in runner.actions]
     return plan, error, code, cluster
 
@@ -88,10 +113,26 @@ def test_plan(case, tmp_path, monkeypatch):
     assert not cluster.responses, f"recorded answers never asked for: {cluster.responses}"
     if spec.get("dry_run"):  # only the reads reached the executor (it has no answer for anything else)
         assert not (tmp_path / "k8s").exists() and cluster.stdin == []
-    if code == 2:  # bad input: nothing that changes anything ran
-        assert all(line.endswith("# read") for line in plan), plan
+    if code == 2:  # bad input: nothing that changes anything ran (but the Job whose container said so)
+        job_plumbing = re.compile(r"^(write \$STATE/k8s/\w+/ios-[\w-]+\.json |kubectl .* (create --filename|logs --follow) )")
+        assert all(line.endswith("# read") or job_plumbing.match(line) for line in plan), plan
     for value in filter(None, spec.get("environ", {}).values()):  # secret values never in plan or error
         assert value not in "\n".join(plan) + (error or "")
+    if "expected_result" in spec:  # the in-container JSON (or the restore's summary), as returned
+        got = spec["_result"]
+        assert {k_: got.get(k_) for k_ in spec["expected_result"]} == spec["expected_result"], got
+    if spec.get("expected_jobs"):  # the Job manifests written for `kubectl create`: what each pod runs
+        for name, want in spec["expected_jobs"].items():
+            job = json.loads((tmp_path / "k8s" / spec["env"] / f"{name}.json").read_text())
+            pod = job["spec"]["template"]["spec"]
+            c = pod["containers"][0]
+            got = {"args": c["args"], "backoffLimit": job["spec"]["backoffLimit"],
+                   "ttlSecondsAfterFinished": job["spec"]["ttlSecondsAfterFinished"],
+                   "secret_keys": [i["key"] for v in pod["volumes"] if v["name"] == "ops-secrets"
+                                   for i in v["secret"]["items"]],
+                   "volumes": sorted(v["name"] for v in pod["volumes"]),
+                   "runAsUser": pod["securityContext"]["runAsUser"]}
+            assert {k_: got[k_] for k_ in want} == want, (name, got)
     if spec.get("expected_stdin_keys"):
         docs = [json.loads(s) for s in cluster.stdin]
         assert [(d["kind"], d["metadata"]["name"], sorted(d["data"])) for d in docs] == \
