@@ -85,7 +85,7 @@ def parse_slot_row(text: str) -> Optional[tuple[int, int, int]]:
 
 def serve_metrics(gauges: Gauges, port: int) -> http.server.ThreadingHTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  http.server's method name
+        def do_GET(self) -> None:
             if self.path.split("?")[0] != "/metrics":
                 self.send_error(404)
                 return
