@@ -84,7 +84,7 @@ class StackCfg(Strict):
 class StoreCfg(Strict):
     """Where recovery points live: a local directory (embedded default) or S3 (any S3 API)."""
     kind: Literal["local", "s3"] = "local"
-    path: str = ".iosops/backups"  # local: directory
+    path: str = ""  # local: directory; empty: <state_dir>/backups
     bucket: str = ""
     prefix: str = "iosops"
     endpoint_url: str = ""  # empty: AWS; set for MinIO/moto/...

@@ -105,7 +105,9 @@ def store_dir(env: Env) -> Optional[str]:
     """The host directory mounted as the store (local stores only), owned by the containers' uid."""
     if env.cfg.backup.store.kind != "local":
         return None
-    return str(env.path(env.cfg.backup.store.path).resolve())
+    from .store import local_path
+
+    return str(local_path(env).resolve())
 
 
 def target(env: Env, runner: Runner):

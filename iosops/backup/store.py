@@ -214,11 +214,18 @@ def check_local_root(env: Env, root: Path) -> None:
                        "backup.store.path at a directory (it is created if missing) and retry")
 
 
+def local_path(env: Env) -> Path:
+    """A local store's directory: backup.store.path, or <state_dir>/backups (each checkout, test run and
+    drill with its own state dir gets its own store)."""
+    cfg = env.cfg.backup.store
+    return env.path(cfg.path) if cfg.path else env.state_dir / "backups"
+
+
 def open_store(env: Env):
     cfg = env.cfg.backup.store
     if cfg.kind == "local":
-        check_local_root(env, env.path(cfg.path))
-        return LocalStore(env.path(cfg.path))
+        check_local_root(env, local_path(env))
+        return LocalStore(local_path(env))
     if not cfg.bucket:
         raise BadInput(f"env {env.name}: backup.store.bucket is empty; set it for the s3 store")
     key = cfg.access_key_id.reveal("backup.store.access_key_id", env.root).get() if cfg.access_key_id else None

@@ -145,7 +145,9 @@ def restore_command(env, spool: Path) -> str:
     fallback = command_line(env, "fetch")
     absent = ""
     if env.cfg.backup.store.kind == "local":
-        wal_dir = shlex.quote(str(env.path(env.cfg.backup.store.path) / WAL))
+        from .store import local_path
+
+        wal_dir = shlex.quote(str(local_path(env) / WAL))
         absent = f"elif [ ! -f {wal_dir}/%f.json ] && [ ! -f {wal_dir}/%f{PARTIAL}.json ]; then exit 1; "
     return f"if [ -f {q}/%f ]; then cp {q}/%f %p; {absent}else {fallback}; fi"
 
