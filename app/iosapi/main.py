@@ -8,6 +8,10 @@ from typing import Any, Optional
 
 import httpx
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from fastapi import FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
@@ -31,8 +35,12 @@ async def lifespan(app: FastAPI):
     await app.state.pool.open(wait=False)
     # health_check_interval: an idle pooled connection is PINGed before reuse, so a Redis restart does not
     # leave dead sockets behind in a worker's pool.
+    # retry: a command on a pooled connection that a Redis restart (a restore) closed is retried once on a
+    # fresh connection instead of failing the request or /ready.
     app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.check_timeout_s,
-                                        socket_connect_timeout=settings.check_timeout_s, health_check_interval=5)
+                                        socket_connect_timeout=settings.check_timeout_s, health_check_interval=5,
+                                        retry=Retry(NoBackoff(), 2),
+                                        retry_on_error=[RedisConnectionError, RedisTimeoutError])
     app.state.http = httpx.AsyncClient(timeout=settings.check_timeout_s)
     try:
         yield
