@@ -43,10 +43,14 @@ def project_dir(cdir: Path) -> Path:
     return cdir / "ops"
 
 
-def check_override(env: Env) -> str:
-    """The compose file's data network and PostgreSQL volume are the check stack's (both exist already)."""
+def check_override(env: Env, compose_text: str) -> str:
+    """The compose file's data network and PostgreSQL volume are the check stack's (both exist already).
+    So are the networks only services not run here use (edge, app, monitoring): compose creates every
+    network of the file on `up`, and networks are a scarce resource on a shared Docker engine. `backup`
+    (the ops services' way out to an S3 store) stays their own: a container joins a network once."""
     sn = stack_names(env)
-    out = {"networks": {"data": {"external": True, "name": sn["network"]}},
+    nets = (yaml.safe_load(compose_text).get("networks") or {})
+    out = {"networks": {k: {"external": True, "name": sn["network"]} for k in nets if k != "backup"},
            "volumes": {"pgdata": {"external": True, "name": sn["pgdata"]}}}
     return ("# written by inv monitoring.check: the ops services of docker/compose.yml on the check stack's "
             "network and volume\n" + yaml.safe_dump(out, sort_keys=True))
@@ -71,7 +75,7 @@ def write_project(env: Env, runner: Runner, cdir: Path, ops_image: str) -> Check
     t.put("compose.yml", compose_text)
     if env.cfg.stack.labels:
         t.put("compose.labels.yml", labels_override(env, compose_text))
-    t.put(OVERRIDE, check_override(env))
+    t.put(OVERRIDE, check_override(env, compose_text))
     t.put("stack.env", stack_env(env, {}, t, ops_image), 0o600)
     prepare_host(t, env)  # ops/<env>.yaml, the backup secrets, the store directory (owned by uid 999)
     # Only the services that are not run here use it (the check's PostgreSQL and API are `inv up`'s):
