@@ -5,8 +5,10 @@ walstream and the backup panels show what a deployed stack's services produce.
 The project directory (under the check's config dir) holds the compose file as `inv deploy` writes it
 (docker/compose.yml, stack.env, compose.labels.yml, ops/<env>.yaml and secrets/ from
 iosops.backup.stack.write_ops_files), plus one override, compose.check.yml: the compose file's `data`
-network and `pgdata` volume are the check stack's own (`<stack>-net`, `<stack>-pgdata`), so `walstream`
-and `ops` reach its PostgreSQL as `postgres`, and Prometheus reaches walstream as `walstream:9898`.
+network (and the networks only services not run here use) and `pgdata` volume are the check stack's own
+(`<stack>-net`, `<stack>-pgdata`), so `walstream` and `ops` reach its PostgreSQL as `postgres`, and
+Prometheus reaches walstream as `walstream:9898`. Compose still creates the `backup` network and the
+file's other volumes (empty; only `opsdata` is used).
 Everything carries `iosops.stack=<stack>` (from the compose file) and the stack's labels, so the check's
 `inv down --volumes` removes it with the rest.
 """
@@ -21,8 +23,8 @@ from ..backup.stack import prepare_host, run_ops
 from ..commands import compose as cc
 from ..commands import docker as d
 from ..config import Env
-from ..errors import BadInput
 from ..deploy.bluegreen import Target, labels_override, stack_env, wait_service_healthy
+from ..errors import BadInput
 from ..runner import Runner
 from ..stack.local import names as stack_names
 
