@@ -13,10 +13,13 @@ from typing import Optional
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 SCHEMA_VERSION = 38
 
-# Panels whose queries cannot return data on the live check stack (API + PostgreSQL + Redis on one
-# machine), and why. The live check requires data from every other query of the API, PostgreSQL and
-# Redis dashboards.
-NO_LIVE_DATA: dict[tuple[str, str], str] = {}
+# Panels whose queries cannot return data on the live check stack (API + PostgreSQL + Redis + walstream
+# on one machine), and why. The live check requires data from every other query of the API, PostgreSQL
+# and Redis dashboards and of the LIVE_REQUIRED_ROWS.
+NO_LIVE_DATA: dict[tuple[str, str], str] = {
+    ("ios-platform", "Last drill RTO"): "the check runs no DR drill (`inv dr-drill` writes it where it ran)",
+    ("ios-platform", "Last drill RPO"): "the check runs no DR drill (`inv dr-drill` writes it where it ran)",
+}
 
 P = tuple  # (title, kind, unit, targets)
 
@@ -188,8 +191,11 @@ DASHBOARDS: dict[str, dict] = {
 }
 
 # Dashboards whose queries must all return data on the live check stack (the issue's "API, PostgreSQL
-# and Redis"); the others are parsed and reported, not required (no Elasticsearch/cluster/backups here).
+# and Redis"); the others are parsed and reported, not required (no Elasticsearch or cluster here)...
 LIVE_REQUIRED = ("ios-api", "ios-postgres", "ios-redis")
+# ...except these rows of them: the check stack runs a real walstream and takes a real backup, so the
+# backup and WAL panels must show data too.
+LIVE_REQUIRED_ROWS = {"ios-platform": ("Backups",)}
 
 
 def _layout(panels: list[P]) -> list[dict]:
@@ -251,3 +257,25 @@ def all_rendered() -> dict[str, str]:
 
 def expected_empty(uid: str, title: str) -> Optional[str]:
     return NO_LIVE_DATA.get((uid, title))
+
+
+def live_required(uid: str, title: str) -> bool:
+    """Must the panel `title` of dashboard `uid` return data on the live check stack?"""
+    if uid in LIVE_REQUIRED:
+        return True
+    rows = LIVE_REQUIRED_ROWS.get(uid, ())
+    current = ""
+    for ptitle, kind, _, _ in DASHBOARDS.get(uid, {}).get("panels", []):
+        if kind == "row":
+            current = ptitle
+        elif ptitle == title and current in rows:
+            return True
+    return False
+
+
+def live_requirement(uid: str) -> str:
+    """'required', 'rows X required' or 'report only', for the check's summary."""
+    if uid in LIVE_REQUIRED:
+        return "required"
+    rows = LIVE_REQUIRED_ROWS.get(uid, ())
+    return f"row(s) {', '.join(rows)} required, the rest report only" if rows else "report only"

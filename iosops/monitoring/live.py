@@ -1,11 +1,14 @@
 """The live half of `inv monitoring.check`: a throwaway local stack (the real reference API, PostgreSQL
 and Redis containers) with Prometheus, Alertmanager and the real postgres/redis/node exporters from
-`monitoring.up`; bounded traffic to the API; then every dashboard query runs on that Prometheus.
+`monitoring.up`, and the compose file's `walstream` service of the ops image streaming its WAL
+(iosops.monitoring.ops); one real backup and verify through the compose file's `ops` service; bounded
+traffic to the API; then every dashboard query runs on that Prometheus.
 
-Required: every query of the API, PostgreSQL and Redis dashboards returns data (except the entries of
-dashboards.NO_LIVE_DATA, each with its reason), all scrape targets are up, every rule evaluates
-without error, and Prometheus has discovered the Alertmanager. The Elasticsearch and
-Kubernetes/hosts/backups dashboards are run and reported, not required (no such systems here).
+Required: every query of the API, PostgreSQL and Redis dashboards and of the platform dashboard's
+Backups row returns data (except the entries of dashboards.NO_LIVE_DATA, each with its reason), the
+backup and WAL metrics come from the walstream target, all scrape targets are up, every rule evaluates
+without error, and Prometheus has discovered the Alertmanager. The Elasticsearch dashboard and the
+platform dashboard's Kubernetes/hosts rows are run and reported, not required (no such systems here).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from ..config import Env, deep_merge, load_env
@@ -22,23 +26,30 @@ from ..runner import Runner
 from ..stack.local import down as stack_down
 from ..stack.local import up as stack_up
 from . import dashboards, grafana
+from . import ops as check_ops
 from .stack import config_dir
 from .stack import up as mon_up
 
-REQUIRED_JOBS = ("ios-api", "postgres", "redis", "node", "alertmanager", "prometheus")
+REQUIRED_JOBS = ("ios-api", "postgres", "redis", "node", "alertmanager", "prometheus", "walstream")
 # Data is not enough (a rate of 0 is data): the traffic must show up as values in each system.
 FLOW_CHECKS = (
     ("API requests counted by the RED recording rules", 'sum(job:http_requests:rate5m{job="ios-api"}) > 0'),
     ("API p95 latency measured", 'job:http_request_duration_seconds:p95_5m{job="ios-api"} > 0'),
     ("PostgreSQL commits in database ios", 'sum(rate(pg_stat_database_xact_commit{datname="ios"}[1m])) > 0'),
     ("Redis cache hits from GET /items/{id}", "sum(rate(redis_keyspace_hits_total[1m])) > 0"),
+    # The backup metrics come from the stack's own walstream (not from a textfile on this host).
+    ("walstream streaming from PostgreSQL, its slot active",
+     'iosops_walstream_up{job="walstream"} == 1 and on (env) max by (env) (iosops_walstream_slot_active{job="walstream"}) == 1'),
+    ("the check's backup (ops container) served by walstream",
+     'iosops_backup_last_success_timestamp_seconds{job="walstream", component="postgres"}'),
+    ("the check's verify (ops container) served by walstream", 'iosops_backup_last_verify_success{job="walstream"} == 1'),
+    ("a WAL segment archived by walstream", 'iosops_wal_archive_last_success_timestamp_seconds{job="walstream"}'),
 )
 
 
 def absent_reason(expr: str) -> str:
     """Why a report-only query has no data on the check stack."""
     for prefix, why in (("elasticsearch_", "no Elasticsearch on this machine"),
-                        ("iosops_", "no backup metrics on the check stack (pushed by the backup tasks)"),
                         ("kube_", "no Kubernetes cluster here"), ("container_", "no Kubernetes cluster (cAdvisor) here"),
                         ("node_filesystem_", "filesystem collector off in the node-exporter container (see stack.py)")):
         if prefix in expr:
@@ -63,6 +74,9 @@ class LiveReport:
     stack: str = ""
     prometheus_url: str = ""
     requests_sent: int = 0
+    walstream: str = ""
+    backup_id: str = ""
+    verified: bool = False
     targets: dict[str, str] = field(default_factory=dict)
     rules_evaluated: int = 0
     rule_errors: list[str] = field(default_factory=list)
@@ -82,11 +96,17 @@ def check_env(base: Env, extra: Optional[dict] = None) -> Env:
     """A throwaway copy of the local env: unique stack name and free ports, fast scrapes; labels of the
     base env's stack (tests add iosops.test=1) are kept."""
     name = f"{base.cfg.stack.name}-moncheck-{uuid.uuid4().hex[:6]}"
+    # The check's own backup store and (empty) host metrics folder, in its config dir (= config_dir of
+    # the env made here; removed with it): the backup metrics must reach Prometheus through walstream.
+    cdir = Path(base.state_dir) / "monitoring" / name
     return load_env("local", root=base.root, overrides=deep_merge({
         "state_dir": str(base.state_dir),
         "stack": {"name": name, "api_port": free_port(), "labels": dict(base.cfg.stack.labels)},
+        "backup": {"store": {"kind": "local", "path": str(cdir / "store")},
+                   "metrics_file": str(cdir / "metrics" / "iosops_backup.prom")},
         "monitoring": {"prometheus_port": free_port(), "alertmanager_port": free_port(),
-                       "scrape_interval": "5s", "evaluation_interval": "5s", "require_slack": False}}, extra or {}))
+                       "scrape_interval": "5s", "evaluation_interval": "5s", "require_slack": False,
+                       "targets": {"walstream": ["walstream:9898"]}}}, extra or {}))
 
 
 def traffic(api_url: str, rounds: int = 4) -> int:
@@ -170,7 +190,7 @@ def observe(report: LiveReport, prom_url: str, timeout: float) -> None:
                    for uid in [dash.get("uid", "?")]]
     results: dict[int, QueryResult] = {}
     for i, (uid, q) in enumerate(all_queries):
-        results[i] = QueryResult(uid, q.panel, q.ref, q.expr, 0, uid in dashboards.LIVE_REQUIRED,
+        results[i] = QueryResult(uid, q.panel, q.ref, q.expr, 0, dashboards.live_required(uid, q.panel),
                                  dashboards.expected_empty(uid, q.panel) or "")
 
     def poll_queries():
@@ -225,7 +245,10 @@ def teardown(env: Env, runner: Runner, report: LiveReport) -> None:
 
 
 def live_check(base: Env, runner: Runner, api_image: str, keep: bool = False,
-               timeout: float = 150.0, env: Optional[Env] = None) -> LiveReport:
+               timeout: float = 150.0, env: Optional[Env] = None, ops_image: str = "") -> LiveReport:
+    """`ops_image`: the ops image for walstream and the backup (default: the one built with api_image)."""
+    from ..deploy.bluegreen import ops_image_for
+
     start = time.monotonic()
     env = env or check_env(base)
     report = LiveReport(stack=env.cfg.stack.name)
@@ -235,11 +258,16 @@ def live_check(base: Env, runner: Runner, api_image: str, keep: bool = False,
         except OperationFailed as exc:  # it rolled back; a loaded machine can fail one health check
             runner.info(f"stack start failed once, retrying: {exc}")
             up = stack_up(env, runner, api_image)
+        project, ops = check_ops.start(env, runner, config_dir(env), ops_image or ops_image_for(env, api_image),
+                                       timeout)
+        report.walstream = ", ".join(c[:12] for c in ops.walstream)
         mon = mon_up(env, runner)
         report.prometheus_url = mon.prometheus_url
         # Traffic only after the first scrape, spread over several scrapes, so rates see it.
         runner.call(f"wait until every scrape target of {mon.prometheus_url} is up (timeout {timeout:.0f}s)",
                     wait_targets, report, mon.prometheus_url, timeout)
+        check_ops.backup_and_verify(project, env, ops)
+        report.backup_id, report.verified = ops.backup_id, ops.verified
         report.requests_sent = runner.call(f"send bounded traffic to {up.url} (4 rounds of ~20 requests)",
                                            traffic, up.url).value or 0
         runner.call(f"query {mon.prometheus_url}: traffic visible, every dashboard query, rules, alertmanagers "
@@ -261,14 +289,15 @@ def lines(report: LiveReport) -> list[str]:
     up = sum(1 for v in report.targets.values() if v == "up")
     out.append(f"  targets up: {up}/{len(report.targets)} ({', '.join(sorted(report.targets))})")
     out.append(f"  rules evaluated cleanly: {report.rules_evaluated}; alertmanagers discovered: {report.alertmanagers}")
+    out.append(f"  walstream container: {report.walstream or 'none'}; backup taken by the ops container: "
+               f"{report.backup_id or 'none'} (verified: {report.verified})")
     out += [f"  {'seen' if ok else 'NOT SEEN'}: {name}" for name, ok in report.flows.items()]
     by_dash: dict[str, list[QueryResult]] = {}
     for r in report.results:
         by_dash.setdefault(r.dashboard, []).append(r)
     for uid, rs in by_dash.items():
         with_data = sum(1 for r in rs if r.series)
-        tag = "required" if uid in dashboards.LIVE_REQUIRED else "report only"
-        out.append(f"  {uid}: {with_data}/{len(rs)} queries returned data ({tag})")
+        out.append(f"  {uid}: {with_data}/{len(rs)} queries returned data ({dashboards.live_requirement(uid)})")
         for r in rs:
             if not r.series:
                 why = r.excused or ("MISSING" if r.required else absent_reason(r.expr))

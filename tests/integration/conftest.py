@@ -39,6 +39,8 @@ def api_image(offline_images, docker_api):
     result = build_image(env, Runner(), tag=tag)
     yield result
     docker_api.remove_image(result.image, noprune=True)
+    if result.ops_image:  # built beside it with the same tag
+        docker_api.remove_image(result.ops_image, noprune=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Monitoring against real services: the live half of `inv monitoring.check` (real reference API,
 PostgreSQL, Redis, postgres/redis/node exporters, Prometheus and Alertmanager containers from the offline
-images), and a real Alertmanager (Debian binary on 127.0.0.1) proving inhibition, routing by severity and
+images; walstream and a backup from the ops image, run from docker/compose.yml's definitions), and a real Alertmanager (Debian binary on 127.0.0.1) proving inhibition, routing by severity and
 Slack delivery from api_url_file. Slack itself is not reachable here: the webhook is a small HTTP
 receiver on 127.0.0.1 that records what Alertmanager posts (a fake Slack, named so)."""
 import json
@@ -17,6 +17,7 @@ import yaml
 
 from iosops.config import load_env
 from iosops.monitoring import ALERTMANAGER_DIR, dashboards, live
+from iosops.monitoring import ops as mops
 from iosops.monitoring import stack as mstack
 from iosops.runner import Runner
 from tests.conftest import TEST_STATE, free_port, run_inv
@@ -42,18 +43,25 @@ def test_live_check_every_api_postgres_redis_query_returns_data(api_image, monit
                                 "monitoring": {"require_slack": True}})
     name = env.cfg.stack.name
     try:
-        report = live.live_check(base, Runner(), api_image.image, keep=True, env=env)
+        report = live.live_check(base, Runner(), api_image.image, keep=True, env=env, ops_image=api_image.ops_image)
         assert report.ok, "\n".join(live.lines(report))
         for uid in dashboards.LIVE_REQUIRED:
             rs = [r for r in report.results if r.dashboard == uid]
             assert rs and all(r.series > 0 for r in rs), uid
+        # The platform dashboard's backup panels have data (the drill panels excepted, each with its reason),
+        # and it came from the walstream target: backup, verify and WAL archive metrics of this stack.
+        backups = [r for r in report.results if r.dashboard == "ios-platform" and r.required]
+        assert len(backups) == 7 and all(r.series > 0 or r.excused for r in backups)
+        assert sum(1 for r in backups if r.excused) == 2
+        assert report.backup_id and report.verified and report.walstream
+        assert report.flows["a WAL segment archived by walstream"]
         assert report.flows and all(report.flows.values())
         assert report.alertmanagers == 1 and report.rules_evaluated >= 46 and not report.rule_errors
         assert {k.split()[0] for k, v in report.targets.items() if v == "up"} >= set(live.REQUIRED_JOBS)
 
         # Every container carries the stack and test labels; the webhook is only in the mounted file.
         ids = docker("ps", "-aq", "--filter", f"label=iosops.stack={name}").stdout.split()
-        assert len(ids) == 8
+        assert len(ids) == 9  # API, PostgreSQL, Redis, walstream, 3 exporters, Prometheus, Alertmanager
         inspected = docker("inspect", *ids).stdout
         assert all(c["Config"]["Labels"].get("iosops.test") == "1" for c in json.loads(inspected))
         assert token not in inspected
@@ -62,6 +70,10 @@ def test_live_check_every_api_postgres_redis_query_returns_data(api_image, monit
         cdir = mstack.config_dir(env)
         assert not any(token in p.read_text() for p in (cdir / "alertmanager").rglob("*") if p.is_file())
         assert token not in docker("logs", am).stdout + docker("logs", am).stderr
+        # The backup role's password reached no argv, label or log either (stdin to a file, removed after).
+        bpw = env.secret("backup_password").get()
+        assert bpw not in inspected
+        assert docker("exec", f"{name}-postgres", "test", "-e", mops.PASSWORD_IN_CONTAINER).returncode == 1
 
         # Look, then act: a second monitoring.up changes nothing.
         again = mstack.up(env, Runner())

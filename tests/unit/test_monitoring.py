@@ -263,3 +263,58 @@ def test_every_dashboard_query_parses_and_a_broken_one_is_named(tmp_path, monkey
     check, _ = static.parse_dashboard_queries(Runner(), broken)
     assert not check.ok
     assert any("ios-api / Request rate / A" in p for p in check.problems)
+
+
+# -- the live check's backup services ----------------------------------------------------------------------
+def test_the_check_requires_the_backup_row_of_the_platform_dashboard():
+    """The platform dashboard's Backups row must show data on the check stack (its drill panels excused
+    by name, with a reason); its Kubernetes and hosts rows are reported only."""
+    backups = [p[0] for p in dashboards.DASHBOARDS["ios-platform"]["panels"][1:7]]
+    assert all(dashboards.live_required("ios-platform", t) for t in backups)
+    assert {t for t in backups if dashboards.expected_empty("ios-platform", t)} == {"Last drill RTO", "Last drill RPO"}
+    assert not dashboards.live_required("ios-platform", "CPU busy")
+    assert not dashboards.live_required("ios-platform", "Pods not running")
+    assert dashboards.live_required("ios-api", "Request rate")
+    assert not dashboards.live_required("ios-elasticsearch", "Nodes")
+
+
+def test_check_stack_runs_compose_walstream_on_its_network_and_keeps_the_password_off_argv(tmp_path):
+    """ops.start with every command answered by an executor: compose.yml's walstream is started with the
+    check override (data network and pgdata volume = the check stack's), the backup role's password goes
+    to pg-ensure-backup-role on stdin only, and Prometheus of the check env scrapes walstream:9898."""
+    from iosops.monitoring import live
+    from iosops.monitoring import ops as mops
+
+    pw = tmp_path / "bpw"
+    pw.write_text("sekrit-backup-password")
+    base = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")})
+    env = live.check_env(base, {"secrets": {"backup_password": {"file": str(pw)}}})
+    name, cdir = env.cfg.stack.name, mstack.config_dir(env)
+    assert mstack.targets(env)["walstream"] == ["walstream:9898"]
+    assert env.path(env.cfg.backup.store.path) == cdir / "store"
+    assert env.path(env.cfg.backup.metrics_file).parent == cdir / "metrics"  # nothing else feeds node-exporter
+
+    calls = []
+
+    def executor(argv, **kw):
+        calls.append((list(map(str, argv)), kw.get("input")))
+        if "ps" in argv and "--quiet" in argv:
+            return Result(0, "cid0123456789\n")
+        if argv[1:3] == ["inspect", "--format"]:
+            return Result(0, "healthy\n" if "Health" in argv[3] else "sha256:x\n")
+        return Result(0, "")
+
+    t, res = mops.start(env, Runner(executor=executor, say=lambda s: None), cdir, "iosops/ops:t1", 5)
+    assert res.walstream == ["cid0123456789"]
+    override = yaml.safe_load((cdir / "ops" / mops.OVERRIDE).read_text())
+    assert override["networks"]["data"] == {"external": True, "name": f"{name}-net"}
+    assert "backup" not in override["networks"]
+    assert override["volumes"] == {"pgdata": {"external": True, "name": f"{name}-pgdata"}}
+    assert "OPS_IMAGE=iosops/ops:t1" in (cdir / "ops" / "stack.env").read_text()
+    ops_cfg = yaml.safe_load((cdir / "ops" / "ops" / "local.yaml").read_text())
+    assert ops_cfg["backup"]["postgres"]["host"] == "postgres" and ops_cfg["backup"]["store"]["path"] == "/store"
+    up = [a for a, _ in calls if "up" in a and "walstream" in a]
+    assert len(up) == 1 and f"{cdir / 'ops' / mops.OVERRIDE}" in up[0] and "--no-deps" in up[0]
+    role = [(a, i) for a, i in calls if "exec" in a and "-i" in a]
+    assert len(role) == 1 and role[0][0][-3:-1] == ["sh", "-c"] and role[0][1] == "sekrit-backup-password"
+    assert not any("sekrit" in " ".join(a) for a, _ in calls)
