@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import PurePosixPath
 from typing import Any, Optional
 
 import yaml
@@ -212,19 +211,29 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
                 "target_time": to_time, "components": (only.split(",") if only else ["postgres", "redis"]), "safety": ""}
     comps = prep["components"]
     stopped = ["walstream"] + [c for c in ("postgres", "redis") if c in comps]
+    steps: dict[str, float] = dict(prep.get("phases", {}))
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        steps[name] = round(time.monotonic() - clock, 2)
+        clock = time.monotonic()
+
     maintenance.set_mode(t, env, True)
+    lap("maintenance_on_s")
     finished: dict = {}
     try:
         t.runner.run(cc.stop(t.base(), stopped, timeout=60))
+        lap("stop_s")
         fin = ["--backup", prep["backup"], "--target", prep["target"], "--only", ",".join(comps),
                "--data-dir", f"{PGVOL}/pgdata"] + (["--target-time", prep["target_time"]] if prep["target_time"] else []) + \
             (["--safety", prep["safety"]] if prep["safety"] else [])
         try:
             finished = run_ops(t, env, "restore-finish", *fin)
+            steps.update({f"finish_{k}": v for k, v in finished.get("phases", {}).items()})
+            lap("finish_s")
         finally:
             # Whatever finish left in place (the restored data, or the old data it put back) starts again.
-            if "postgres" in comps:
-                _reset_walstream_spool(t, env)
             compose_up(t, env, [c for c in ("postgres", "redis") if c in comps])
             from ..deploy.bluegreen import wait_service_healthy
 
@@ -232,17 +241,12 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
                 wait_service_healthy(t, svc, env.cfg.deploy.health_timeout_s)
             ensure_backup_role(t)
             compose_up(t, env, ["walstream"])
+            lap("start_s")
         _wait_api_ready(t, env)
+        lap("api_ready_s")
     finally:
         maintenance.set_mode(t, env, False)
-    return {**finished, "prepare": prep, "seconds": round(time.monotonic() - t0, 2), "host": t.name}
-
-
-def _reset_walstream_spool(t, env: Env) -> None:
-    """A restored cluster is on a new timeline with no slot: the streamer's spool (segments of the old
-    timeline) must not be resumed. Its files are in the store already (uploaded when it stopped)."""
-    argv = cc.run_once(t.base(), "ops", ["sh", "-c", f"rm -rf {PurePosixPath(env.cfg.backup.walstream.spool_dir)}/*"])
-    t.runner.run(argv)
+    return {**finished, "phases": steps, "prepare": prep, "seconds": round(time.monotonic() - t0, 2), "host": t.name}
 
 
 def _wait_api_ready(t, env: Env) -> None:

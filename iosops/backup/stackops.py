@@ -58,6 +58,16 @@ def _clear_stale_pid(data_dir: Path) -> None:
     (data_dir / "postmaster.pid").unlink(missing_ok=True)
 
 
+def _reset_spool(env, runner: Runner) -> None:
+    """A restored cluster is on a new timeline with no slot: the streamer must not resume from its spool
+    (segments of the old timeline, already in the store: it uploaded them when it stopped)."""
+    import shutil
+
+    spool = Path(env.cfg.backup.walstream.spool_dir)
+    if spool.is_dir():
+        runner.call(f"empty the walstream spool {spool} (new timeline, new slot)", shutil.rmtree, spool)
+
+
 def run(args: argparse.Namespace) -> dict:
     from ..config import load_env
     from . import catalog
@@ -131,6 +141,8 @@ def _restore(env, runner: Runner, args: argparse.Namespace) -> dict:
         finally:
             if inst and not args.dry_run and inst.running(runner):
                 inst.stop(runner, check=False)  # the stack's own PostgreSQL container takes over
+        if inst:
+            _reset_spool(env, runner)
         return asdict(result)
     plan = rs.choose(env, store, args.backup, args.to_time, args.latest)
     prep = rs.prepare(env, runner, store, plan, args.only, safety=not args.no_safety)
@@ -158,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except IosopsError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr, flush=True)
         return getattr(exc, "exit_code", 1)
+    except OSError as exc:  # a volume or store this container cannot use: one line, not a traceback
+        print(f"error: {args.action}: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr, flush=True)
+        return 1
     print(redact(json.dumps(out, sort_keys=True, default=str)), flush=True)
     return 0
 

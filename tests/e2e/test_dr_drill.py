@@ -1,4 +1,5 @@
-"""The headline: `inv dr-drill --size small` end to end, real PostgreSQL/Redis/API container."""
+"""The headline: `inv dr-drill --size small` end to end on the deployed topology: an isolated compose
+stack (nginx, API, PostgreSQL, Redis, walstream), writes through nginx, the data host lost, `inv restore`."""
 import json
 
 from tests.conftest import run_inv
@@ -13,10 +14,12 @@ def test_small_drill_meets_targets_and_writes_reports(tmp_path, offline_images):
     assert 0 < rep["rto_seconds"] <= rep["targets"]["rto_seconds"]
     assert 0 <= rep["rpo_seconds"] <= rep["targets"]["rpo_seconds"]
     names = [p["name"] for p in rep["phases"]]
-    assert names == ["provision", "load dataset", "backup", "keep writing", "disaster", "restore", "api ready",
+    assert names == ["deploy", "load dataset", "backup", "keep writing", "disaster", "restore", "api ready",
                      "verify"]
-    assert rep["writes"]["committed"] > 0 and rep["writes"]["holes"] is False
+    assert rep["writes"]["acknowledged"] > 0 and rep["writes"]["holes"] is False
+    assert rep["writes"]["recovered"] > 0  # writes that only the WAL stream held came back
+    assert rep["topology"]["kind"] == "compose" and "pgdata" in rep["topology"]["lost"]
     assert all(rep["checks"].values())
     md = report.read_text()
-    assert "RTO (disaster → API ready)" in md and "## Timeline" in md
+    assert "RTO (disaster → API /ready through nginx)" in md and "## Timeline" in md
     assert json.loads(report.with_suffix(".json").read_text())["id"] == rep["id"]
