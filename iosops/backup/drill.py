@@ -123,7 +123,7 @@ class ApiWriter(threading.Thread):
                 conn = conn or http.client.HTTPSConnection(host, port, timeout=5, context=ctx)
                 conn.request("POST", "/items", body=body, headers={"Content-Type": "application/json"})
                 resp = conn.getresponse()
-                data = resp.read()
+                resp.read()  # the connection is reused: read the whole answer
                 if resp.status == 201:
                     self.acked.append((seq, time.time()))  # matched by name after the restore (ids may be reused)
                 else:
