@@ -12,7 +12,7 @@ PACKAGES=(
   docker.io docker-compose debootstrap git curl ca-certificates make
   postgresql redis-server nginx openssh-server docker-registry
   prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter
-  prometheus-node-exporter zstd pigz age python3-venv
+  prometheus-node-exporter zstd pigz age python3-venv pgbackrest
 )
 
 missing=()
