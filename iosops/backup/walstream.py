@@ -37,7 +37,10 @@ COMPLETE_RE = re.compile(r"^([0-9A-F]{24}|[0-9A-F]{8}\.history)$")
 PARTIAL_RE = re.compile(r"^([0-9A-F]{24})\.partial$")
 
 SLOT_SQL = ("SELECT active::int, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, "
-            "coalesce(safe_wal_size, -1) FROM pg_replication_slots WHERE slot_name = '{slot}'")
+            "coalesce(safe_wal_size, -1), coalesce(wal_status, '') FROM pg_replication_slots "
+            "WHERE slot_name = '{slot}'")
+# pg_receivewal's words when the primary no longer has the WAL the slot pointed at
+GAP_WORDS = ("has already been removed", "has been invalidated", "can no longer get changes")
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Gauges:
     slot_safe_wal_size_bytes: int = -1
     last_partial_upload: float = 0.0
     segments_uploaded: int = 0
+    gaps: int = 0
     extra_dirs: list[Path] = field(default_factory=list)
 
     def render(self) -> str:
@@ -65,6 +69,9 @@ class Gauges:
             f"iosops_walstream_last_partial_upload_timestamp_seconds{{{e}}} {self.last_partial_upload}",
             "# TYPE iosops_walstream_segments_uploaded_total counter",
             f"iosops_walstream_segments_uploaded_total{{{e}}} {self.segments_uploaded}",
+            "# HELP iosops_walstream_gaps_total Times the slot was invalidated (WAL lost before it was streamed):"
+            " point-in-time recovery across a gap is impossible until the next base backup.",
+            "# TYPE iosops_walstream_gaps_total counter", f"iosops_walstream_gaps_total{{{e}}} {self.gaps}",
         ]
         for d in self.extra_dirs:
             for f in sorted(d.glob("*.prom")) if d.is_dir() else []:
@@ -75,12 +82,12 @@ class Gauges:
         return "\n".join(lines) + "\n"
 
 
-def parse_slot_row(text: str) -> Optional[tuple[int, int, int]]:
-    """`active|lag|safe_wal_size` from SLOT_SQL (psql -A -t), or None when the slot does not exist."""
+def parse_slot_row(text: str) -> Optional[tuple[int, int, int, str]]:
+    """`active|lag|safe_wal_size|wal_status` from SLOT_SQL (psql -A -t), or None when there is no slot."""
     parts = text.strip().split("|")
-    if len(parts) != 3:
+    if len(parts) != 4:
         return None
-    return int(parts[0]), int(parts[1]), int(parts[2])
+    return int(parts[0]), int(parts[1]), int(parts[2]), parts[3]
 
 
 def serve_metrics(gauges: Gauges, port: int) -> http.server.ThreadingHTTPServer:
@@ -186,9 +193,22 @@ class Streamer:
             return
         row = parse_slot_row(r.stdout) if r.returncode == 0 else None
         if row:
-            self.gauges.slot_active, self.gauges.slot_lag_bytes, self.gauges.slot_safe_wal_size_bytes = row
-        else:
-            self.gauges.slot_active = 0
+            self.gauges.slot_active, self.gauges.slot_lag_bytes, self.gauges.slot_safe_wal_size_bytes, status = row
+            return status
+        self.gauges.slot_active = 0
+        return None
+
+    def restart_after_gap(self, why: str) -> None:
+        """The primary dropped WAL the slot still needed (max_slot_wal_keep_size: the stream was down too
+        long): streaming resumes on a new slot, the gap is counted (WalStreamGap alert) and said loudly."""
+        s = self.env.cfg.backup.postgres
+        subprocess.run(pg.receivewal_drop_slot(s.bin_dir, s.host, s.port, s.user, self.cfg.slot),  # nosec B603 # argv list
+                       env=self._full_env(), capture_output=True, text=True, timeout=30)
+        for f in self.spool.iterdir():
+            f.unlink()
+        self.gauges.gaps += 1
+        self.say(f"walstream: WAL GAP: {why}; started a new slot. Point-in-time recovery into the gap is impossible: "
+                 "take a base backup now (inv backup)")
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -203,6 +223,8 @@ class Streamer:
         try:
             while not self.stopping.is_set():
                 self.upload_completed()
+                if self.read_slot() == "lost":
+                    self.restart_after_gap(f"slot {self.cfg.slot} was invalidated by the primary")
                 if not self.ensure_slot():
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, 30)
@@ -231,6 +253,9 @@ class Streamer:
                 # The primary stopped (or we do): what was streamed last must reach the store now.
                 self.upload_completed()
                 self.upload_partial(force=True)
+                if any(w in (err or "") for w in GAP_WORDS) and not self.stopping.is_set():
+                    self.restart_after_gap((err or "").strip().splitlines()[-1][:200])
+                    continue
                 if not self.stopping.is_set():
                     tail = (err or "").strip().splitlines()[-1:] or [""]
                     self.say(f"walstream: pg_receivewal exited {self.proc.returncode}: {tail[0][:300]}; reconnecting")

@@ -102,3 +102,7 @@ def receivewal(bin_dir: str, host: str, port: int, user: str, directory: str, sl
     the slot (and the primary's disk) is released as soon as a segment is flushed here."""
     return [_bin(bin_dir, "pg_receivewal"), *conn_args(host, port, user), "--no-password", "-D", directory,
             "--slot", slot, "--no-loop", "--status-interval", "1"]
+
+
+def receivewal_drop_slot(bin_dir: str, host: str, port: int, user: str, slot: str) -> list[str]:
+    return [_bin(bin_dir, "pg_receivewal"), *conn_args(host, port, user), "--no-password", "--slot", slot, "--drop-slot"]
