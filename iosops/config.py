@@ -185,8 +185,8 @@ class BackupCfg(Strict):
     webhook_url: Optional[SecretRef] = None
     metrics_file: str = ".iosops/metrics/iosops_backup.prom"
     retention: RetentionCfg = RetentionCfg()
-    rto_target_s: PositiveInt = 120
-    rpo_target_s: PositiveInt = 60
+    rto_target_s: PositiveInt = 45
+    rpo_target_s: PositiveInt = 5
     maintenance: MaintenanceCfg = MaintenanceCfg()
     walstream: WalstreamCfg = WalstreamCfg()
 

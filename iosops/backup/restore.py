@@ -249,11 +249,16 @@ class Prepared:
     staging: Optional[Path]
     safety: Optional[mf.Manifest]
     result: RestoreResult
+    redis_dir: Optional[Path] = None  # a stopped-server restore: the RDB staged there by prepare
 
     def discard(self) -> None:
         if self.inst:
             shutil.rmtree(self.staging, ignore_errors=True)
             shutil.rmtree(spool_dir(self.inst), ignore_errors=True)
+        if self.redis_dir:
+            from .restore_redis import discard_staged
+
+            discard_staged(self.redis_dir)
 
 
 def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,
@@ -307,21 +312,31 @@ def prepare(env: Env, runner: Runner, store, plan: RestorePlan, only: str = "", 
 
     live_pg = inst.running(runner) if inst else False
     staging = inst.data_dir.with_name(f"{inst.data_dir.name}.restoring") if inst else None
-    prep = Prepared(plan, comps, inst, staging, None, result)
+    redis_dir = Path(env.cfg.backup.redis.restore_dir) if "redis" in comps and env.cfg.backup.redis.restore_dir else None
+    prep = Prepared(plan, comps, inst, staging, None, result, redis_dir)
 
     def before() -> Optional[mf.Manifest]:
         take = [c for c in comps if c != "postgres" or live_pg or _serving_elsewhere(env, inst)]
         return run_backup(env, runner, only=",".join(take), label="safety") if safety and take else None
 
+    def stage_redis() -> None:
+        if redis_dir:  # the RDB proven beside the live one, so the downtime only renames it
+            from .restore_redis import stage_into_dir
+
+            stage_into_dir(env, runner, store, plan.base)
+
     p0 = time.monotonic()
-    with ThreadPoolExecutor(1, thread_name_prefix="pre-restore") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="pre-restore") as pool:
         pre = pool.submit(before)
+        staged = pool.submit(stage_redis)
         try:
             if inst:
                 extract_base(env, runner, store, plan, inst, staging)
                 prefetch_wal(env, runner, store, plan, inst, "archived so far")
+            staged.result()
         except IosopsError as exc:
             _settle(pre)
+            _settle(staged)
             prep.discard()
             if isinstance(exc, CorruptArtifact):
                 raise OperationFailed(refusal(str(exc))) from None
@@ -363,7 +378,7 @@ def _replace(env: Env, runner: Runner, store, plan: RestorePlan, comps: list[str
              fail_after_extract: bool, fail_after_redis: bool) -> None:
     """The part that replaces live data: Redis, Elasticsearch, then PostgreSQL's swap."""
     from .restore_es import restore_elasticsearch, rollback_elasticsearch
-    from .restore_redis import restore_into_dir, restore_redis, rollback_dir, rollback_redis
+    from .restore_redis import restore_redis, rollback_dir, rollback_redis, swap_into_dir
 
     undo: list[tuple[str, Callable[[], str]]] = []  # components restored so far, newest last
 
@@ -376,7 +391,7 @@ def _replace(env: Env, runner: Runner, store, plan: RestorePlan, comps: list[str
             p0 = time.monotonic()
             into_dir = bool(env.cfg.backup.redis.restore_dir)
             try:
-                result.fingerprints["redis"] = (restore_into_dir(env, runner, store, plan.base) if into_dir else
+                result.fingerprints["redis"] = (swap_into_dir(env, runner, store, plan.base) if into_dir else
                                                 restore_redis(env, runner, store, plan.base, safety_man))
             except CorruptArtifact as exc:
                 raise OperationFailed(refusal(str(exc))) from None

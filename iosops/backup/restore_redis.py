@@ -128,11 +128,13 @@ def rollback_redis(env: Env, runner: Runner, store, safety: Optional[mf.Manifest
             + ("; its keyset equals the pre-restore one" if same else ", BUT its keyset differs from the pre-restore one"))
 
 
-def restore_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
-    """A stopped server's directory (backup.redis.restore_dir, the stack's volume): the RDB is streamed out
-    of the store (sha256-checked), checked by redis-check-rdb, loaded by a throwaway redis-server whose
-    keyset must equal the manifest's, and only then renamed over dump.rdb; the old file stays aside as
-    dump.rdb.pre-restore for `rollback_dir`."""
+def stage_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
+    """While the stack's Redis still serves (a restore's prepare): stream the backup's RDB out of the store
+    (sha256-checked) into backup.redis.restore_dir as dump.rdb.restoring, check it with redis-check-rdb,
+    load it in a throwaway redis-server whose keyset must equal the manifest's, and record that keyset
+    beside it. Nothing the live server uses is touched; `swap_into_dir` puts it in place later."""
+    import json
+
     d = Path(env.cfg.backup.redis.restore_dir)
     work = d / "restore.tmp"
     if not runner.dry_run:
@@ -151,14 +153,39 @@ def restore_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
         if not runner.dry_run and got != want:
             raise OperationFailed(f"the backup's RDB loads {got.get('keys')} keys with another keyset than its "
                                   f"manifest ({want.get('keys')} keys); Redis was not touched")
-        live, aside = d / "dump.rdb", d / "dump.rdb.pre-restore"
-        if live.exists() or runner.dry_run:
-            runner.call(f"keep {live} aside as {aside}", live.replace, aside)
-        runner.call(f"move the checked RDB into place as {live}", loader.rdb.replace, live)
+        staged = d / "dump.rdb.restoring"
+        runner.call(f"stage the checked RDB as {staged}", loader.rdb.replace, staged)
+        runner.write_file(d / "dump.rdb.restoring.json", json.dumps({"backup": man.id, "fingerprint": got}))
         return got
     finally:
         if not runner.dry_run:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def swap_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
+    """The stopped server's directory: the RDB staged (and proven) by `stage_into_dir` for this backup
+    replaces dump.rdb, which stays aside as dump.rdb.pre-restore for `rollback_dir`. Without a staged copy
+    for this backup it is staged now (inside the downtime)."""
+    import json
+
+    d = Path(env.cfg.backup.redis.restore_dir)
+    staged, record = d / "dump.rdb.restoring", d / "dump.rdb.restoring.json"
+    meta = json.loads(record.read_text()) if record.exists() else {}
+    if not runner.dry_run and (meta.get("backup") != man.id or not staged.exists()):
+        stage_into_dir(env, runner, store, man)
+        meta = json.loads(record.read_text())
+    live, aside = d / "dump.rdb", d / "dump.rdb.pre-restore"
+    if live.exists() or runner.dry_run:
+        runner.call(f"keep {live} aside as {aside}", live.replace, aside)
+    runner.call(f"move the checked RDB into place as {live}", staged.replace, live)
+    if not runner.dry_run:
+        record.unlink(missing_ok=True)
+    return meta.get("fingerprint", {})
+
+
+def discard_staged(d: Path) -> None:
+    for name in ("dump.rdb.restoring", "dump.rdb.restoring.json"):
+        (d / name).unlink(missing_ok=True)
 
 
 def rollback_dir(env: Env, runner: Runner) -> str:

@@ -134,8 +134,10 @@ def _restore(env, runner: Runner, args: argparse.Namespace) -> dict:
         staging = inst.data_dir.with_name(f"{inst.data_dir.name}.restoring") if inst else None
         if inst and not args.dry_run:
             _clear_stale_pid(inst.data_dir)
+        redis_dir = Path(env.cfg.backup.redis.restore_dir) if "redis" in comps and env.cfg.backup.redis.restore_dir \
+            else None
         prep = rs.Prepared(plan, comps, inst, staging, safety,
-                           rs.RestoreResult(plan.base.id, plan.target, args.target_time, args.safety))
+                           rs.RestoreResult(plan.base.id, plan.target, args.target_time, args.safety), redis_dir)
         try:
             result = rs.finish(env, runner, store, prep)
         finally:
