@@ -83,6 +83,8 @@ def main() -> int:
     repo = image.rsplit(":", 1)[0]
     green = f"{repo}:bench-green-{uuid.uuid4().hex[:6]}"
     subprocess.run([DOCKER, "tag", image, green], check=True)
+    ops, ops_green = (f"iosops/ops:{ref.rsplit(':', 1)[1]}" for ref in (image, green))
+    subprocess.run([DOCKER, "tag", ops, ops_green], check=True)  # the ops image goes with every release
     out: dict = {}
     try:
         proc, first_s = inv("deploy", "--env", "local", "--tag", image.rsplit(":", 1)[1], env=vars_)
@@ -107,7 +109,7 @@ def main() -> int:
     finally:
         bg.destroy(env, Runner(say=lambda line: None), volumes=True)
         shutil.rmtree(state, ignore_errors=True)
-        subprocess.run([DOCKER, "rmi", green, image], capture_output=True)
+        subprocess.run([DOCKER, "rmi", green, image, ops_green, ops], capture_output=True)
     if a.json:
         print(json.dumps(out, indent=2))
     else:

@@ -100,3 +100,19 @@ def image_layer_hits(docker_api, image: str, needles: list[bytes], max_file_byte
     history = json.dumps(docker_api.history(image)).encode()
     hits += [("history", n) for n in needles if n in history]
     return hits
+
+
+def ops_of(api_ref: str) -> str:
+    """The ops image that goes with an API image (same tag): `inv deploy` runs both."""
+    return f"iosops/ops:{api_ref.rsplit(':', 1)[1]}"
+
+
+def tag_release(src_api_ref: str, new_api_ref: str) -> None:
+    """A test release made by retagging (or deriving) the API image gets the ops image of its source under
+    the same tag, as `inv build` would have built it."""
+    assert docker("tag", ops_of(src_api_ref), ops_of(new_api_ref)).returncode == 0
+
+
+def remove_release(api_ref: str) -> None:
+    docker("rmi", api_ref)
+    docker("rmi", ops_of(api_ref))

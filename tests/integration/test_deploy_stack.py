@@ -21,7 +21,7 @@ from iosops.deploy import bluegreen as bg
 from iosops.deploy.loadgen import Load
 from iosops.runner import Runner
 from tests.conftest import TEST_STATE, free_port, run_inv
-from tests.integration.conftest import docker
+from tests.integration.conftest import docker, remove_release, tag_release
 from tests.webhook_receiver import Receiver
 
 urllib3.disable_warnings()
@@ -81,6 +81,7 @@ def retag(image: str, suffix: str) -> str:
     """A new tag of the same image: compose recreates the colour's containers as for a new release."""
     ref = f"{image.rsplit(':', 1)[0]}:{suffix}-{uuid.uuid4().hex[:6]}"
     assert docker("tag", image, ref).returncode == 0
+    tag_release(image, ref)
     return ref
 
 
@@ -221,7 +222,7 @@ def test_blue_green_deploy_under_load_loses_nothing_then_rollback(edge, slack):
         assert (rb["Version"], rb["Rolled back from"]) == (f"`{edge['tag']}`", f"`{new.rsplit(':', 1)[1]}`")
         assert f"run {rows[0]['run']} in " in dep["Audit"] and f"run {rows[1]['run']} in " in rb["Audit"]
     finally:
-        docker("rmi", new)
+        remove_release(new)
 
 
 def _derived(base: str, tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> str:
@@ -231,6 +232,7 @@ def _derived(base: str, tmp_path: Path, dockerfile: str, files: dict[str, str] |
         (tmp_path / name).write_text(text)
     b = docker("build", "--force-rm", "-q", "-t", ref, str(tmp_path))
     assert b.returncode == 0, b.stderr
+    tag_release(base, ref)
     return ref
 
 
@@ -259,7 +261,7 @@ def test_release_whose_ready_fails_is_rolled_back_automatically(edge, tmp_path, 
         assert f["Rolled back"] == f"removed api-{bg.ng.other(before)} on local; traffic stays on {before}"
         assert "not ready" in f["Error"] and f["Version"] == f"`{bad.rsplit(':', 1)[1]}`"
     finally:
-        docker("rmi", bad)
+        remove_release(bad)
 
 
 def test_destructive_migration_is_refused_without_flag(edge, tmp_path):
@@ -274,7 +276,7 @@ def test_destructive_migration_is_refused_without_flag(edge, tmp_path):
         r = requests.get(url(edge, "/items?limit=1"), verify=False, timeout=5)
         assert r.status_code == 200  # the column is still there
     finally:
-        docker("rmi", bad)
+        remove_release(bad)
 
 
 def test_invalid_nginx_config_is_never_reloaded(edge):
@@ -344,7 +346,7 @@ def test_error_rate_after_switch_rolls_back_automatically(edge, slack):
         proc = run_inv("deploy", "--env", "local", "--tag", new.rsplit(":", 1)[1], env=vars_)
     finally:
         g, b = good.stop(), bad.stop()
-        docker("rmi", new)
+        remove_release(new)
     assert proc.returncode == 1, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()[-1]
     assert "with 5xx after the switch" in err and f"rolled back: traffic back on {before}" in err, err
