@@ -18,7 +18,7 @@ from ..secrets import SecretRef
 
 CONFIGMAP = "ios-ops-config"
 ENVS_DIR = "/etc/iosops/envs"
-SECRET = "ios-backup"  # pragma: allowlist secret - a Secret's name, not its value
+SECRET = "ios-backup"  # nosec B105 # pragma: allowlist secret - a Secret's name, not its value
 SECRETS_DIR = "/run/secrets/iosops"
 STATE_DIR = "/tmp/iosops"  # nosec B108 # an emptyDir mounted at /tmp in every ops pod (read-only root)
 BACKUP_ROLE = "iosops_backup"
@@ -27,7 +27,7 @@ REDIS_SERVICE = "ios-redis"
 ELASTICSEARCH_URL = "http://ios-elasticsearch:9200"
 # The ops pods whose `ops-secrets` volume lists the keys they need (render fills the items in).
 OPS_WORKLOADS = (("CronJob", "ios-backup"), ("Deployment", "ios-walstream"))
-SECRET_VOLUME = "ops-secrets"
+SECRET_VOLUME = "ops-secrets"  # nosec B105 # pragma: allowlist secret - a volume's name, not a value
 WALSPOOL = "/var/lib/iosops/walspool"  # the ios-walstream-spool PVC's mount
 METRICS_PORT = 9898
 

@@ -29,7 +29,7 @@ from ..runner import Runner
 from ..stack.local import names as stack_names
 
 OVERRIDE = "compose.check.yml"
-PASSWORD_IN_CONTAINER = "/tmp/iosops_backup_password"  # nosec B108 # inside the check stack's PostgreSQL container, removed right after
+PASSWORD_IN_CONTAINER = "/tmp/iosops_backup_password"  # nosec B105 B108 # a path, not a password; inside the check stack's PostgreSQL container, removed right after
 
 
 @dataclass

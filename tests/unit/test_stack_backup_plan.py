@@ -14,7 +14,7 @@ from iosops.errors import BadInput, OperationFailed
 from iosops.runner import Result, Runner
 
 SENTINELS = {"IOS_STAGING_POSTGRES_PASSWORD": "pg-sentinel-4411", "IOS_STAGING_BACKUP_PASSWORD": "bk-sentinel-9922",
-             "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "AKIASENTINEL0000", "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY":
+             "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "s3-key-id-sentinel-1100", "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY":
              "s3-sentinel-7733", "IOS_STAGING_BACKUP_AGE_IDENTITY": "AGE-SECRET-KEY-1SENTINEL"}  # pragma: allowlist secret - test markers
 
 
