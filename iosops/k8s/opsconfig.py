@@ -119,12 +119,3 @@ def _prune_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_prune_none(v) for v in value]
     return value
-
-
-def notes(env: Env) -> list[str]:
-    """What a reader of `inv k8s.validate` should know about this env's backups on Kubernetes."""
-    out = []
-    if env.cfg.backup.store.kind != "s3":
-        out.append(f"backup.store.kind is {env.cfg.backup.store.kind}: an ops pod's local store is its emptyDir, "
-                   "so backups on Kubernetes need an s3 store (inv backup refuses until then)")
-    return out

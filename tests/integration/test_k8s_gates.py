@@ -376,4 +376,3 @@ def test_ops_config_with_an_s3_store(tmp_path):
     assert [i["key"] for i in opsconfig.secret_items(env)] == ["backup-password", "s3-access-key-id",
                                                                "s3-secret-access-key"]
     assert opsconfig.secret_items(env, restore=True)[-1] == {"key": "age-identity", "path": "age-identity"}
-    assert opsconfig.notes(env) == [] and "s3 store" in opsconfig.notes(load_env("prod", environ={}))[0]

@@ -85,7 +85,8 @@ def world(tmp_path_factory, moto):  # noqa: F811  pytest injects the imported fi
     sec.mkdir(mode=0o700)
     v = {name: sentinel(token, name) for name in (
         "postgres", "redis", "s3-key", "s3-secret", "registry", "staging-postgres", "prod-postgres", "staging-backup",
-        "staging-registry", "prod-registry", "wrong-redis", "pasted")}
+        "staging-registry", "prod-registry", "wrong-redis", "pasted", "staging-s3-key", "staging-s3-secret",
+        "staging-age")}
     subprocess.run(["age-keygen", "-o", str(sec / "age.key")], check=True, capture_output=True)
     age_identity = next(l for l in (sec / "age.key").read_text().splitlines() if l.startswith("AGE-SECRET-KEY-"))
     age_recipient = subprocess.run(["age-keygen", "-y", str(sec / "age.key")], check=True, capture_output=True,
@@ -120,6 +121,9 @@ def world(tmp_path_factory, moto):  # noqa: F811  pytest injects the imported fi
         "HYG_S3_KEY": v["s3-key"], "HYG_S3_SECRET": v["s3-secret"],
         "IOS_STAGING_POSTGRES_PASSWORD": v["staging-postgres"], "IOS_PROD_POSTGRES_PASSWORD": v["prod-postgres"],
         "IOS_STAGING_BACKUP_PASSWORD": v["staging-backup"],
+        # staging's S3 store and age identity go into its ios-backup Secret (kubectl stdin only)
+        "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": v["staging-s3-key"],
+        "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY": v["staging-s3-secret"], "IOS_STAGING_BACKUP_AGE_IDENTITY": v["staging-age"],
         "IOS_STAGING_REGISTRY_PASSWORD": v["staging-registry"], "IOS_PROD_REGISTRY_PASSWORD": v["prod-registry"],
         "IOS_STAGING_SLACK_WEBHOOK_URL": rx.url, "IOS_PROD_SLACK_WEBHOOK_URL": rx.url,
     }
