@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from iosops.config import deep_merge
-from tests.conftest import ROOT, run_inv
+from tests.conftest import free_port, ROOT, run_inv
 from tests.integration.backup_lab import QUIET, destroy_lab, make_lab
 from tests.integration.conftest import docker, image_layer_hits
 from tests.integration.test_backup_reliability import moto  # noqa: F401 (fixture: moto_server + bucket)
@@ -274,8 +274,10 @@ def test_build_push_image_layers_and_local_deploy_dry_run(world, registry, docke
         hits = image_layer_hits(docker_api, ref, [n.encode() for n in world.needles.values()] + controls)
         assert {n for _, n in hits} == set(controls), f"secret values in the image at {[w for w, _ in hits]}"
         # the local blue-green deploy, planned with every local secret set (its real run: test_deploy_stack)
+        # Its own ports: the user's own local stack may hold the default ones (the README's first command).
         stack = {**vars_, "IOSOPS_STACK__NAME": f"iosops-itest-hyg-{world.token[:6]}",
-                 "IOSOPS_STACK__LABELS": '{"iosops.test": "1"}'}
+                 "IOSOPS_STACK__LABELS": '{"iosops.test": "1"}', "IOSOPS_DEPLOY__HTTP_PORT": str(free_port()),
+                 "IOSOPS_DEPLOY__HTTPS_PORT": str(free_port())}
         proc = run_inv("deploy", "--env", "local", "--tag", tag, "--dry-run", env=stack)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "secrets/postgres_password" in proc.stdout and "notify: POST" in proc.stdout
