@@ -4,6 +4,7 @@ Everything created here carries the label iosops.test=1 and is removed by name/l
 """
 import subprocess
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -116,3 +117,31 @@ def tag_release(src_api_ref: str, new_api_ref: str) -> None:
 def remove_release(api_ref: str) -> None:
     docker("rmi", api_ref)
     docker("rmi", ops_of(api_ref))
+
+
+@contextmanager
+def deployed_stack(api_image, tmp_path_factory, prefix: str, **extra: str):
+    """A compose stack deployed with `inv deploy` for one test module: its own project name, ports, state
+    dir (so its own store and lock), one API replica, label iosops.test=1; removed with its volumes."""
+    import shutil
+
+    from iosops.build.offline import build_offline
+    from iosops.deploy import bluegreen as bg
+    from tests.conftest import free_port, run_inv
+
+    name = f"iosops-itest-{prefix}-{uuid.uuid4().hex[:6]}"
+    state = tmp_path_factory.mktemp(f"{prefix}-state")
+    vars_ = {"IOSOPS_STACK__NAME": name, "IOSOPS_DEPLOY__HTTP_PORT": str(free_port()),
+             "IOSOPS_DEPLOY__HTTPS_PORT": str(free_port()), "IOSOPS_STACK__LABELS": '{"iosops.test": "1"}',
+             "IOSOPS_STATE_DIR": str(state), "IOSOPS_DEPLOY__VERIFY_HOSTS": "false", "IOSOPS_DEPLOY__REPLICAS": "1",
+             **extra}
+    env = load_env("local", environ=vars_)
+    build_offline(env, Runner(), ("nginx",))
+    try:
+        first = run_inv("deploy", "--env", "local", "--tag", api_image.image.rsplit(":", 1)[1], env=vars_)
+        assert first.returncode == 0, first.stderr[-3000:]
+        yield {"env": env, "vars": vars_, "https": env.cfg.deploy.https_port, "name": name, "store": state / "backups",
+               "t": bg.targets(env, Runner(say=lambda line: None))[0]}
+    finally:
+        bg.destroy(env, Runner(), volumes=True)
+        shutil.rmtree(bg.targets(env, Runner())[0].dir, ignore_errors=True)

@@ -6,20 +6,15 @@ Every `inv` here is a subprocess, as a user would type it; the stack has its own
 state dir (so its own store and lock) and the label iosops.test=1, and is removed with its volumes.
 Writes go through nginx on 127.0.0.1 only, bounded in count."""
 import json
-import shutil
 import threading
 import time
-import uuid
 
 import pytest
 import requests
 import urllib3
 
-from iosops.config import load_env
-from iosops.deploy import bluegreen as bg
-from iosops.runner import Runner
-from tests.conftest import free_port, run_inv
-from tests.integration.conftest import docker
+from tests.conftest import run_inv
+from tests.integration.conftest import deployed_stack, docker
 
 urllib3.disable_warnings()
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -27,25 +22,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def stack(api_image, offline_images, tmp_path_factory):
-    from iosops.build.offline import build_offline
-
-    name = f"iosops-itest-bk-{uuid.uuid4().hex[:6]}"
-    state = tmp_path_factory.mktemp("stack-backup-state")
-    vars_ = {"IOSOPS_STACK__NAME": name, "IOSOPS_DEPLOY__HTTP_PORT": str(free_port()),
-             "IOSOPS_DEPLOY__HTTPS_PORT": str(free_port()), "IOSOPS_STACK__LABELS": '{"iosops.test": "1"}',
-             "IOSOPS_STATE_DIR": str(state), "IOSOPS_DEPLOY__VERIFY_HOSTS": "false",
-             "IOSOPS_DEPLOY__REPLICAS": "1"}
-    env = load_env("local", environ=vars_)
-    build_offline(env, Runner(), ("nginx",))
-    tag = api_image.image.rsplit(":", 1)[1]
-    try:
-        first = run_inv("deploy", "--env", "local", "--tag", tag, env=vars_)
-        assert first.returncode == 0, first.stderr[-3000:]
-        yield {"env": env, "vars": vars_, "https": env.cfg.deploy.https_port, "name": name,
-               "store": state / "backups"}
-    finally:
-        bg.destroy(env, Runner(), volumes=True)
-        shutil.rmtree(bg.targets(env, Runner())[0].dir, ignore_errors=True)
+    with deployed_stack(api_image, tmp_path_factory, "bk") as st:
+        yield st
 
 
 def inv(stack, *args, timeout=600):

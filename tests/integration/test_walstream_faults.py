@@ -11,20 +11,16 @@ Its own stack (project name, ports, state dir, store; label iosops.test=1), remo
 Writes go through nginx on 127.0.0.1 only, bounded in count and time."""
 import json
 import os
-import shutil
 import time
-import uuid
 
 import pytest
 
 from iosops.backup.drill import ApiWriter
 from iosops.backup.wal import SEGMENT_RE
 from iosops.commands import compose as cc
-from iosops.config import load_env
-from iosops.deploy import bluegreen as bg
 from iosops.runner import Runner
-from tests.conftest import free_port, run_inv
-from tests.integration.conftest import docker
+from tests.conftest import run_inv
+from tests.integration.conftest import deployed_stack, docker
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 QUIET = Runner(say=lambda line: None)
@@ -32,27 +28,10 @@ QUIET = Runner(say=lambda line: None)
 
 @pytest.fixture(scope="module")
 def stack(api_image, offline_images, tmp_path_factory):
-    from iosops.build.offline import build_offline
-
-    name = f"iosops-itest-wf-{uuid.uuid4().hex[:6]}"
-    state = tmp_path_factory.mktemp("walstream-faults")
-    vars_ = {"IOSOPS_STACK__NAME": name, "IOSOPS_DEPLOY__HTTP_PORT": str(free_port()),
-             "IOSOPS_DEPLOY__HTTPS_PORT": str(free_port()), "IOSOPS_STACK__LABELS": '{"iosops.test": "1"}',
-             "IOSOPS_STATE_DIR": str(state), "IOSOPS_DEPLOY__VERIFY_HOSTS": "false", "IOSOPS_DEPLOY__REPLICAS": "1",
-             # small, so that the disk-bound test can exceed it quickly
-             "IOSOPS_BACKUP__WALSTREAM__MAX_SLOT_WAL_KEEP_SIZE": "64MB"}
-    env = load_env("local", environ=vars_)
-    build_offline(env, Runner(), ("nginx",))
-    tag = api_image.image.rsplit(":", 1)[1]
-    try:
-        first = run_inv("deploy", "--env", "local", "--tag", tag, env=vars_)
-        assert first.returncode == 0, first.stderr[-3000:]
-        t = bg.targets(env, QUIET)[0]
-        yield {"env": env, "vars": vars_, "https": env.cfg.deploy.https_port, "name": name, "t": t,
-               "store": state / "backups"}
-    finally:
-        bg.destroy(env, Runner(), volumes=True)
-        shutil.rmtree(bg.targets(env, Runner())[0].dir, ignore_errors=True)
+    with deployed_stack(api_image, tmp_path_factory, "wf",
+                        # small, so that the disk-bound test can exceed it quickly
+                        IOSOPS_BACKUP__WALSTREAM__MAX_SLOT_WAL_KEEP_SIZE="64MB") as st:
+        yield st
 
 
 def sql(stack, q: str) -> str:
