@@ -134,11 +134,12 @@ def build_image(env: Env, runner: Runner, *, tag: str = "", push: bool = False, 
         (ref, result.size_mb, cfg.max_image_mb, "build.max_image_mb"),
         (ops_ref, result.ops_size_mb, cfg.max_ops_image_mb, "build.max_ops_image_mb")) if size > budget]
     if over:
-        for image, *_ in over:
+        # The two images are one release: neither tag stays behind (no half-built release to deploy).
+        for image in (ref, ops_ref):
             runner.call(f"docker-sdk remove_image {image} (untag only)", api.remove_image, image, noprune=True)
         image, size, budget, key = over[0]
-        raise OperationFailed(f"image {image} is {size} MB, over the {budget} MB budget ({key}); removed the tag. "
-                              "Shrink the image or raise the budget")
+        raise OperationFailed(f"image {image} is {size} MB, over the {budget} MB budget ({key}); removed the tag "
+                              f"(and {ops_ref if image == ref else ref}'s). Shrink the image or raise the budget")
     if push:
         push_image(env, runner, ref)
         push_image(env, runner, ops_ref)

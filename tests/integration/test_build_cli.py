@@ -40,6 +40,9 @@ def test_push_to_local_registry_and_pull_back(api_image, registry):
     ref = f"{registry}/iosops/api:{tag}"
     assert result["image"] == ref and result["pushed"] is True
     assert requests.get(f"http://{registry}/v2/iosops/api/tags/list", timeout=5).json()["tags"] == [tag]
+    # the ops image of the same release goes with it
+    assert requests.get(f"http://{registry}/v2/iosops/ops/tags/list", timeout=5).json()["tags"] == [tag]
+    docker("rmi", f"{registry}/iosops/ops:{tag}")
     image_id = docker("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
     assert docker("rmi", ref).returncode == 0
     assert docker("pull", ref).returncode == 0
@@ -60,6 +63,7 @@ def test_over_budget_fails_exit_1_and_removes_the_tag(api_image):
     assert f"iosops/api:{tag} is" in proc.stderr and "over the 1 MB budget" in proc.stderr
     assert "removed the tag" in proc.stderr
     assert docker("image", "inspect", f"iosops/api:{tag}").returncode != 0
+    assert docker("image", "inspect", f"iosops/ops:{tag}").returncode != 0  # the release as a whole
 
 
 def test_offline_rerun_changes_nothing_and_says_so(offline_images):

@@ -273,6 +273,10 @@ def test_build_push_image_layers_and_local_deploy_dry_run(world, registry, docke
         controls = [b"def _cache_key(item_id: int)", tag.encode()]
         hits = image_layer_hits(docker_api, ref, [n.encode() for n in world.needles.values()] + controls)
         assert {n for _, n in hits} == set(controls), f"secret values in the image at {[w for w, _ in hits]}"
+        # the ops image of the release too (it runs with every backup secret mounted, never baked in)
+        ops_ref, ops_controls = ref.replace("/iosops/api:", "/iosops/ops:"), [b"def backup_postgres(", tag.encode()]
+        hits = image_layer_hits(docker_api, ops_ref, [n.encode() for n in world.needles.values()] + ops_controls)
+        assert {n for _, n in hits} == set(ops_controls), f"secret values in the ops image at {[w for w, _ in hits]}"
         # the local blue-green deploy, planned with every local secret set (its real run: test_deploy_stack)
         # Its own ports: the user's own local stack may hold the default ones (the README's first command).
         stack = {**vars_, "IOSOPS_STACK__NAME": f"iosops-itest-hyg-{world.token[:6]}",
@@ -285,4 +289,5 @@ def test_build_push_image_layers_and_local_deploy_dry_run(world, registry, docke
     finally:
         shutil.rmtree(planted, ignore_errors=True)
         docker("rmi", ref)
+        docker("rmi", ref.replace("/iosops/api:", "/iosops/ops:"))
     world.check_files(world.ws / "state", "state")
