@@ -128,12 +128,13 @@ def prepare_host(t, env: Env) -> None:
         t.runner.run(["chown", "999:999", d])  # the ops containers run as the PostgreSQL image's uid
 
 
-def run_ops(t, env: Env, action: str, *args: str) -> dict:
+def run_ops(t, env: Env, action: str, *args: str, mutating: bool = True) -> dict:
     """One run of the engine in the ops container; its JSON answer (last stdout line). The container's
-    exit code is the task's: 2 bad input, 1 failed (its last `error:` line says why)."""
+    exit code is the task's: 2 bad input, 1 failed (its last `error:` line says why). mutating=False: the
+    run only reads (it also runs in a dry-run and answers with its own plan)."""
     argv = cc.run_once(t.base(), "ops", ["python3", "-m", "iosops.backup.stackops", action, "--env", env.name,
                                          *args])
-    r = t.runner.run(argv, check=False, stream=True)
+    r = t.runner.run(argv, mutating=mutating, check=False, stream=True)
     if r.dry_run:
         return {}
     lines = [l for l in r.stdout.splitlines() if l.strip()]
@@ -182,12 +183,7 @@ def prune(env: Env, runner: Runner, force: bool = False) -> dict:
     prepare_host(t, env)
     args = (["--force"] if force else []) + (["--dry-run"] if runner.dry_run else [])
     # A dry-run prune still runs the container (it only reads the store) and prints its plan.
-    argv = cc.run_once(t.base(), "ops", ["python3", "-m", "iosops.backup.stackops", "prune", "--env", env.name, *args])
-    r = t.runner.run(argv, mutating=not runner.dry_run, check=False, stream=True)
-    lines = [l for l in r.stdout.splitlines() if l.strip().startswith("{")]
-    if r.rc != 0:
-        raise (BadInput if r.rc == 2 else OperationFailed)(f"prune on {t.name}: exit {r.rc}")
-    return json.loads(lines[-1]) if lines else {}
+    return run_ops(t, env, "prune", *args, mutating=not runner.dry_run)
 
 
 def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,

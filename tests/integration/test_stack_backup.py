@@ -81,6 +81,8 @@ def test_backup_list_verify_restore_latest_through_the_ops_container(stack):
     assert [r["id"] for r in rows if r["complete"]][-1] == man["id"]
     verified = inv(stack, "backups.verify", "--env", "local", "--id", man["id"], "--json")
     assert verified.returncode == 0 and json.loads(verified.stdout)[0]["ok"] is True, verified.stderr[-2000:]
+    pruned = inv(stack, "backups.prune", "--env", "local", "--dry-run", "--json")  # reads the store in the ops container
+    assert pruned.returncode == 0 and man["id"] in json.loads(pruned.stdout)["keep"], pruned.stderr[-2000:]
 
     after = write(stack, 10, "after-backup")  # only in WAL, not in the base backup
     seen: list[tuple[int, str]] = []
