@@ -267,6 +267,19 @@ class HostCfg(Strict):
     port: int = Field(22, ge=1, le=65535)
     user: str = "root"
     key_file: str = ""
+    # What the host runs (Kamal's roles + accessories): `web` = nginx and the API colours, `data` = the
+    # datastores (PostgreSQL, Redis, Elasticsearch with the `search` profile) and the backup services.
+    # Empty: both when the env has one host; with several hosts every host must say.
+    roles: list[Literal["web", "data"]] = []
+    # The address the web hosts reach this host's datastores on (the private network); default: address.
+    private_address: str = ""
+
+    @property
+    def private(self) -> str:
+        return self.private_address or self.address
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
 
 
 class HostsCfg(Strict):
@@ -289,6 +302,16 @@ class HostsCfg(Strict):
     # then only the docker CLI and package are provisioned/verified, and the report says so.
     require_engine: bool = True
     connect_timeout_s: PositiveInt = 10
+    # The data host's datastore ports, published on its private address, open only to the web hosts.
+    postgres_port: int = Field(5432, ge=1, le=65535)
+    redis_port: int = Field(6379, ge=1, le=65535)
+
+    def data_host(self) -> HostCfg:
+        """The one host holding the datastores (checked at load: exactly one)."""
+        return next(h for h in self.hosts if h.has("data"))
+
+    def web_hosts(self) -> list[HostCfg]:
+        return [h for h in self.hosts if h.has("web")]
 
 
 class NotifyCfg(Strict):
@@ -471,7 +494,33 @@ def load_env(name: Optional[str], root: Path = REPO_ROOT, environ: Optional[Mapp
         msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         raise BadInput(f"{source}: {'.'.join(loc)}: {msg}{got}; fix it and retry") from None
     _check_store(cfg, layers, f"envs/{name}.yaml")
+    _check_roles(cfg, f"envs/{name}.yaml")
     return Env(cfg, root, deep_merge(env_var_layer(environ), overrides or {}))
+
+
+def _check_roles(cfg: EnvConfig, source: str) -> None:
+    """One data host (the datastores run once), at least one web host; a lone host holds both."""
+    hosts = cfg.hosts.hosts
+    if not hosts:
+        return
+    if len(hosts) == 1 and not hosts[0].roles:
+        hosts[0].roles = ["web", "data"]
+    unsaid = [h.address for h in hosts if not h.roles]
+    if unsaid:
+        raise BadInput(f"{source}: hosts.hosts: {', '.join(unsaid)} say no roles; with several hosts each "
+                       "must say `roles: [web]`, `[data]` or `[web, data]` (the datastores run on exactly "
+                       "one data host); fix it and retry")
+    data = [h.address for h in hosts if h.has("data")]
+    if len(data) != 1:
+        raise BadInput(f"{source}: hosts.hosts: {len(data)} hosts have role data ({', '.join(data) or 'none'}); "
+                       "exactly one host holds the datastores; fix it and retry")
+    if not any(h.has("web") for h in hosts):
+        raise BadInput(f"{source}: hosts.hosts: no host has role web (nginx and the API); fix it and retry")
+    seen: set[tuple[str, int]] = set()
+    for h in hosts:
+        if (h.address, h.port) in seen:
+            raise BadInput(f"{source}: hosts.hosts: {h.address}:{h.port} is listed twice; fix it and retry")
+        seen.add((h.address, h.port))
 
 
 def _check_store(cfg: EnvConfig, layers: list[tuple[str, dict]], default_source: str) -> None:

@@ -85,7 +85,8 @@ def test_verify_fails_naming_the_broken_check(host_env):
 
 def test_unreachable_host_is_named_and_nothing_changes(host_env):
     dead = free_port()
-    hosts = json.loads(host_env["vars"]["IOSOPS_HOSTS__HOSTS"]) + [{"address": "127.0.0.1", "port": dead, "user": "root"}]
+    hosts = [{**h, "roles": ["web", "data"]} for h in json.loads(host_env["vars"]["IOSOPS_HOSTS__HOSTS"])]
+    hosts.append({"address": "127.0.0.1", "port": dead, "user": "root", "roles": ["web"]})
     proc = run_inv("provision", "--env", "staging", env={**host_env["vars"], "IOSOPS_HOSTS__HOSTS": json.dumps(hosts),
                                                         "IOSOPS_HOSTS__CONNECT_TIMEOUT_S": "3"})
     assert proc.returncode == 2, proc.stderr

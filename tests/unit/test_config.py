@@ -156,3 +156,38 @@ def test_secret_repr_and_redaction(envs, tmp_path, monkeypatch):
 def test_redacted_marks_missing_secrets(envs, tmp_path):
     data = load_env("local", root=tmp_path, environ={}).redacted()
     assert data["secrets"]["db"] == {"env": "T_DB_PASSWORD", "value": "*** (missing)"}
+
+
+ROLE_HOSTS = "target: compose\nbackup:\n  store: {kind: s3, bucket: b}\nhosts:\n  hosts:\n"
+
+
+@pytest.mark.parametrize("hosts,error", [
+    (["{address: a}", "{address: b}"], "hosts.hosts: a, b say no roles; with several hosts each must say"),
+    (["{address: a, roles: [web]}", "{address: b, roles: [web]}"],
+     "hosts.hosts: 0 hosts have role data (none); exactly one host holds the datastores"),
+    (["{address: a, roles: [data]}", "{address: b, roles: [web, data]}"],
+     "hosts.hosts: 2 hosts have role data (a, b); exactly one host holds the datastores"),
+    (["{address: a, roles: [data]}"], "hosts.hosts: no host has role web"),
+    (["{address: a, roles: [web, data]}", "{address: a, roles: [web]}"], "hosts.hosts: a:22 is listed twice"),
+    (["{address: a, roles: [db]}"], "hosts.hosts.0.roles.0: Input should be 'web' or 'data'"),
+])
+def test_host_roles_bad_input(envs, tmp_path, hosts, error):
+    (envs / "prod.yaml").write_text(ROLE_HOSTS + "".join(f"    - {h}\n" for h in hosts))
+    with pytest.raises(BadInput) as err:
+        load_env("prod", root=tmp_path, environ={})
+    assert str(err.value).startswith(f"envs/prod.yaml: {error}") and str(err.value).endswith("fix it and retry")
+
+
+def test_host_roles_one_host_holds_both_and_the_data_host_is_found(envs, tmp_path):
+    (envs / "prod.yaml").write_text(ROLE_HOSTS + "    - {address: a}\n")
+    h = load_env("prod", root=tmp_path, environ={}).cfg.hosts
+    assert h.hosts[0].roles == ["web", "data"] and h.data_host().address == "a"
+    (envs / "prod.yaml").write_text(ROLE_HOSTS + "    - {address: w1, roles: [web]}\n    - {address: w2, roles: [web]}\n"
+                                    "    - {address: d.example, private_address: 10.0.0.3, roles: [data]}\n")
+    h = load_env("prod", root=tmp_path, environ={}).cfg.hosts
+    assert h.data_host().private == "10.0.0.3" and [w.address for w in h.web_hosts()] == ["w1", "w2"]
+
+
+def test_staging_has_two_web_hosts_and_one_data_host():
+    staging = load_env("staging", environ={}).cfg.hosts
+    assert staging.data_host().address == "db1.staging.ios.internal" and len(staging.web_hosts()) == 2
