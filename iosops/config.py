@@ -257,7 +257,8 @@ class DeployCfg(Strict):
     max_error_rate: float = Field(0.01, ge=0, le=1)
     # The gate never passes on silence: during the window every web host gets `gate_probes` synthetic
     # GETs of gate_path through its nginx (before the switch too, for the old colour's latency); the
-    # new colour's p95 may be at most max(ratio × old p95, old p95 + slack).
+    # new colour's p95 may be at most max(ratio × old p95, old p95 + slack) — in at least one half of the
+    # window (a regression must last; a cold worker's first answers do not roll a release back).
     gate_probes: int = Field(30, ge=1, le=200)
     gate_path: str = "/ready"
     gate_max_latency_ratio: float = Field(3.0, ge=1)
