@@ -64,7 +64,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -616,6 +615,15 @@ def teardown(st: dict, log=None) -> list[str]:
             for pid in left:
                 if alive(pid):
                     note(f"{h['name']}: leftover in the netns: " + stop_pid(pid, " ".join(cmdline(pid))[:80], timeout=10))
+        # A container whose engine died (crash, SIGKILL) runs on without it, in its own namespaces: its
+        # processes are found by the cgroups of the container IDs in this host's data-root, nothing else.
+        for cid, pid in _container_procs(Path(h["dir"]) / "docker"):
+            if alive(pid):
+                note(f"{h['name']}: leftover of container {cid[:12]}: " + stop_pid(pid, " ".join(cmdline(pid))[:60], 10))
+        for cid in _container_ids(Path(h["dir"]) / "docker"):
+            for cg in _container_cgroups(cid):
+                with contextlib.suppress(OSError):
+                    cg.rmdir()  # empty once its processes are gone; runc would have removed it
         for kind in ("mnt", "uts"):
             f = run_dir / "ns" / f"{kind}-{h['index']}"
             if _is_mount(f):
@@ -729,6 +737,27 @@ def _used_ks(base: Path) -> set[int]:
     return used
 
 
+def _container_ids(data_root: Path) -> list[str]:
+    d = data_root / "containers"
+    return sorted(x.name for x in d.iterdir() if len(x.name) == 64) if d.is_dir() else []
+
+
+def _container_cgroups(cid: str) -> list[Path]:
+    """cgroupfs driver: <hierarchy>/docker/<id> under v1 and the unified hierarchy (v2: docker/<id>)."""
+    root = Path("/sys/fs/cgroup")
+    found = list(root.glob(f"*/docker/{cid}")) + list(root.glob(f"docker/{cid}"))
+    return [p for p in found if p.is_dir()]
+
+
+def _container_procs(data_root: Path) -> list[tuple[str, int]]:
+    out: set[tuple[str, int]] = set()
+    for cid in _container_ids(data_root):
+        for cg in _container_cgroups(cid):
+            with contextlib.suppress(OSError):
+                out |= {(cid, int(p)) for p in (cg / "cgroup.procs").read_text().split()}
+    return sorted(out)
+
+
 def _br_netfilter_on() -> bool:
     try:
         return Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
@@ -811,8 +840,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             run_json = Path(st["dir"]) / "run.json"
             if run_json.exists():
                 st = json.loads(run_json.read_text())
-            for line in teardown(st, log=say):
-                pass
+            teardown(st, log=say)
             left = leftovers(st)
             if left:
                 say("left over: " + "; ".join(left))
