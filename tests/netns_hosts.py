@@ -9,11 +9,14 @@ The recipe for host i of run R (subnet 10.213.K.0/24, K the lowest free one on t
 network   `ip netns add iosops-tR-i`; a veth pair `iosvR-i` (root side, enslaved to the bridge `iosbrR`,
           which holds 10.213.K.1/24) <-> `eth0` (inside, 10.213.K.(10+i)/24); `lo` up inside. No default
           route: a host reaches only the subnet (the other hosts and the root namespace), never beyond.
-          Bridging is layer 2, so the root namespace's ip_forward plays no part; but with br_netfilter
-          loaded (Docker loads it) bridged frames cross the root's iptables FORWARD chain, whose policy
-          Docker sets to DROP: one rule `-i iosbrR -o iosbrR -j ACCEPT` (comment `iosops-netns R`) is
-          inserted, as Docker does for docker0, and exactly that rule is deleted at teardown. `lo` inside
-          must be up: a host's connections to its own address (and Docker's port publishing) go over it.
+          Measured on a model (a bridge in a namespace with two veth peers): bridging is layer 2, host to
+          host works with ip_forward=0 in the bridge's namespace, so the root's ip_forward plays no part
+          (the root reaches the hosts on-link, no routing either); but with br_netfilter loaded (Docker
+          loads it; bridge-nf-call-iptables=1) bridged frames cross the FORWARD chain, and Docker's policy
+          DROP stops them: one rule `-i iosbrR -o iosbrR -j ACCEPT` (comment `iosops-netns R`) is
+          inserted, as Docker does for docker0, only when br_netfilter is on, and exactly that rule is
+          deleted at teardown. `lo` inside must be up (measured: with it down, a connection to the
+          host's own address times out; local addresses route over lo, Docker's published ports too).
           Inside, each dockerd turns on ip_forward in its own namespace (per-netns) to route its bridges.
 mounts    a persistent mount namespace (`unshare --mount=FILE --propagation private`, entered after
           `nsenter --net`): copies of other namespaces' files (nsfs), of /run and of the machine engine's

@@ -107,17 +107,27 @@ def test_each_host_runs_its_own_engine(hosts, ssh):
         assert ssh(h, f"docker image inspect --format '{{{{.Id}}}}' {REDIS}").stdout.startswith("sha256:")
 
 
+def _not_the_machines(ssh, h, path: str) -> None:
+    """Safety first: a write test touches `path` in a host only if it is not this machine's directory."""
+    st = os.stat(path)
+    assert ssh(h, f"stat -c '%d %i' {path}").stdout.split() != [str(st.st_dev), str(st.st_ino)], path
+
+
 def test_srv_is_the_hosts_own_and_its_engine_sees_it(hosts, ssh):
     token = uuid.uuid4().hex
     d = f"/srv/netns-test-{token[:8]}"
     h1, h2, h3 = hosts[0], hosts[1], hosts[2]
+    _not_the_machines(ssh, h1, "/srv")
     ssh(h1, f"mkdir -p {d} && echo {token} > {d}/hello.txt")
-    seen = ssh(h1, f"docker run --rm -v {d}:/m:ro {REDIS} cat /m/hello.txt").stdout.strip()
-    assert seen == token
-    for other in (h2, h3):
-        assert ssh(other, f"test -e {d}", check=False).rc == 1, other.name
-        assert ssh(other, f"docker run --rm -v {d}:/m:ro {REDIS} cat /m/hello.txt", check=False).rc != 0
-    assert not Path(d).exists()  # this machine's /srv
+    try:
+        seen = ssh(h1, f"docker run --rm -v {d}:/m:ro {REDIS} cat /m/hello.txt").stdout.strip()
+        assert seen == token
+        for other in (h2, h3):
+            assert ssh(other, f"test -e {d}", check=False).rc == 1, other.name
+            assert ssh(other, f"docker run --rm -v {d}:/m:ro {REDIS} cat /m/hello.txt", check=False).rc != 0
+        assert not Path(d).exists()  # this machine's /srv
+    finally:
+        ssh(h1, f"rm -rf {d}", check=False)
 
 
 def test_a_published_port_answers_from_another_host_and_from_here(hosts, ssh):
@@ -147,6 +157,8 @@ def test_users_and_etc_written_in_a_host_stay_in_it(hosts, ssh):
     token = uuid.uuid4().hex[:8]
     user, marker = f"nt{token}", f"/etc/iosops-netns-{token}"
     h1, h2 = hosts[0], hosts[1]
+    for d in ("/etc", "/home", "/root", "/var/log"):
+        _not_the_machines(ssh, h1, d)
     ssh(h1, f"useradd --create-home --shell /bin/bash {user} && echo {token} > {marker} && "
             f"mkdir -p /var/log/netns-{token} /root/netns-{token}")
     assert ssh(h1, f"id -u {user} && cat {marker} && test -d /home/{user}").stdout.split()[1] == token
@@ -214,6 +226,8 @@ def test_provisioning_a_host_changes_it_not_this_machine(hosts, ssh):
     """`inv provision` (packages, useradd, daemon.json + engine restart, sysctl/limits/logrotate files,
     nftables) then `inv verify-hosts`, over SSH, on host 2 as a lone web+data host."""
     h2 = hosts[1]
+    for d in ("/etc", "/home", "/srv", "/var/log"):
+        _not_the_machines(ssh, h2, d)
     before = _machine_state()
     cfg = hosts.hosts_config()[1]
     vars_ = {**hosts.iosops_env(), "IOSOPS_HOSTS__HOSTS": json.dumps([{**cfg, "roles": ["web", "data"]}]),
