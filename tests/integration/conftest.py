@@ -12,6 +12,7 @@ from iosops import dockerx
 from iosops.config import load_env
 from iosops.runner import Runner
 from tests.conftest import TEST_STATE, free_port
+from tests.integration.netns_fixtures import netns_hosts  # noqa: F401 - registers the session fixture
 
 TEST_LABELS = {"iosops.test": "1"}
 
