@@ -111,6 +111,15 @@ def test_without_a_tag_the_prod_deploy_is_refused_as_bad_input():
     assert "Traceback" not in proc.stderr
 
 
+def test_deploy_tag_help_says_what_happens_per_target():
+    proc = run_inv("--help", "deploy")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())  # invoke wraps help text
+    assert "default: build the current tree)" not in text  # the old, false-for-Kubernetes claim
+    assert "local and compose (SSH hosts): optional, default builds the current tree" in text
+    assert "kubernetes (prod): required, the tag `inv build --push` made (exit 2 without it)" in text
+
+
 def test_scan_job_requires_pip_audit_to_audit():
     # hosted runners reach the vulnerability services; offline machines (this one, .ci/run) do not set it
     assert _workflow()["jobs"]["scan"]["env"]["IOSOPS_PIP_AUDIT_REQUIRED"] == "1"
