@@ -251,6 +251,32 @@ def test_a_digest_mismatch_on_read_back_fails_the_run(registries, envs_dir, monk
         pr.promote(src, dst, Runner(say=lambda _line: None), "rel-6")
 
 
+def test_a_release_the_docker_engine_pushed_is_promoted_and_pulls_as_the_same_image(api_image, docker_api,
+                                                                                    registries, envs_dir):
+    """The real thing end to end: the API and ops images `inv build` made, pushed by the engine into
+    staging, promoted, then pulled from prod (with its credentials) as the very same image."""
+    staging, prod = registries
+    tag, auth = api_image.tag, {"username": PROD_USER, "password": PROD_PASSWORD}
+    repos = [img.rsplit(":", 1)[0] for img in (api_image.image, api_image.ops_image)]
+    for local, repo in zip((api_image.image, api_image.ops_image), repos, strict=True):
+        docker_api.tag(local, f"{staging}/{repo}", tag)
+        try:
+            for chunk in docker_api.push(f"{staging}/{repo}", tag=tag, stream=True, decode=True):
+                assert "error" not in chunk, chunk
+        finally:
+            docker_api.remove_image(f"{staging}/{repo}:{tag}", noprune=True)
+    proc = promote_cli(envs_dir, "--tag", tag, "--to-env", "prod", "--json")
+    assert proc.returncode == 0, proc.stderr
+    for repo in repos:
+        assert registry_digest(prod, repo, tag, (PROD_USER, PROD_PASSWORD)) == registry_digest(staging, repo, tag)
+    pulled = f"{prod}/{repos[0]}:{tag}"
+    docker_api.pull(f"{prod}/{repos[0]}", tag=tag, auth_config=auth)
+    try:
+        assert docker_api.inspect_image(pulled)["Id"] == api_image.image_id
+    finally:
+        docker_api.remove_image(pulled, noprune=True)
+
+
 @pytest.mark.parametrize("host,url", [("127.0.0.1:5000", "http://127.0.0.1:5000"), ("localhost:5000", "http://localhost:5000"),
                                       ("registry.ios.internal", "https://registry.ios.internal"),
                                       ("registry.staging.ios.internal:5000", "https://registry.staging.ios.internal:5000"),
