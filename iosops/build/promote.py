@@ -98,8 +98,10 @@ class Registry:
         return (self.username, self.password.get()) if self.password is not None else None
 
     def _token(self, params: dict[str, str], scope: str) -> str:
-        query = {"service": params.get("service", "")} if params.get("service") else {}
-        query["scope"] = params.get("scope") or scope
+        query: dict[str, Any] = {"service": params["service"]} if params.get("service") else {}
+        # our scope (pull,push on the destination), plus the challenge's when it names another: a token for
+        # the challenge's `pull` alone would fail the later PUTs
+        query["scope"] = [scope] + ([params["scope"]] if params.get("scope") not in (None, "", scope) else [])
         resp = self._send("GET", params["realm"], params=query, auth=self._creds(), authorize=False)
         if resp.status_code in (401, 403):
             raise self._refused(resp.status_code)

@@ -2,7 +2,8 @@
 "staging" open, "prod" behind htpasswd (Basic auth with the env's password reference). Releases are
 pushed into staging over the registry API itself (config + layer blobs + manifest, also a two-platform
 OCI index), so no Docker engine is needed; promotion must put the same digests into prod, read back.
-Bearer-token registries (a token service) are not run here: only the challenge parser is tested."""
+A third registry runs with token auth (Bearer): its token service is a few lines of this test that sign
+JWTs the real registry verifies."""
 import gzip
 import hashlib
 import io
@@ -22,9 +23,9 @@ from tests.conftest import ROOT, free_port, run_inv
 PROD_USER, PROD_PASSWORD = "ci", "promote-sentinel-pw-4711"  # pragma: allowlist secret - a test sentinel
 
 
-def _start_registry(tmp_path, name, htpasswd=None):
+def _start_registry(tmp_path, name, htpasswd=None, auth_block=""):
     port = free_port()
-    auth = ""
+    auth = auth_block
     if htpasswd:
         (tmp_path / f"{name}.htpasswd").write_text(htpasswd)
         auth = f"auth:\n  htpasswd:\n    realm: {name}\n    path: {tmp_path}/{name}.htpasswd\n"
@@ -64,8 +65,10 @@ def registries(tmp_path):
 @pytest.fixture
 def envs_dir(tmp_path, registries):
     """The repository's envs with build.registry pointing at the two test registries."""
-    staging, prod = registries
-    d = tmp_path / "envs"
+    return make_envs(tmp_path / "envs", *registries)
+
+
+def make_envs(d, staging, prod):
     d.mkdir()
     for f in (ROOT / "envs").glob("*.yaml"):
         data = yaml.safe_load(f.read_text()) or {}
@@ -75,6 +78,109 @@ def envs_dir(tmp_path, registries):
             data["build"].pop("registry_password")  # the staging test registry is open
         (d / f.name).write_text(yaml.safe_dump(data))
     return d
+
+
+# -- a Distribution registry with token auth (Bearer), its token service a few lines of this test ---------
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def token_registry(tmp_path):
+    """Distribution with `auth: token`: a 401 names a realm; the realm (here) checks the user and password
+    and signs an RS256 JWT granting the requested scopes, which the registry verifies with the test CA."""
+    import datetime as dt
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "iosops-test-token-signer")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "token-ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    x5c = __import__("base64").b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    issued = []
+
+    class Tokens(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            import base64
+
+            want = "Basic " + base64.b64encode(f"{PROD_USER}:{PROD_PASSWORD}".encode()).decode()
+            if self.headers.get("Authorization") != want:
+                self.send_response(401)
+                self.end_headers()
+                return
+            q = parse_qs(urlparse(self.path).query)
+            access = []
+            for scope in q.get("scope", []):
+                kind, repo, actions = scope.split(":")
+                access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+            issued.append(q.get("scope", []))
+            t0 = int(time.time())
+            header = {"alg": "RS256", "typ": "JWT", "x5c": [x5c]}
+            claims = {"iss": "iosops-test", "sub": PROD_USER, "aud": "iosops-test-registry", "exp": t0 + 300,
+                      "nbf": t0 - 10, "iat": t0, "jti": str(t0) + str(len(issued)), "access": access}
+            signing = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+            sig = key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
+            body = json.dumps({"token": f"{signing}.{_b64url(sig)}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tokens)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    realm = f"http://127.0.0.1:{server.server_address[1]}/token"
+    auth = (f"auth:\n  token:\n    realm: {realm}\n    service: iosops-test-registry\n    issuer: iosops-test\n"
+            f"    rootcertbundle: {tmp_path}/token-ca.pem\n")
+    try:
+        proc, host = _start_registry(tmp_path, "prod-token", auth_block=auth)
+        try:
+            yield host, issued
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    finally:
+        server.shutdown()
+
+
+def test_promote_to_a_registry_with_token_auth(tmp_path, token_registry):
+    prod, issued = token_registry
+    proc, staging = _start_registry(tmp_path, "staging-open")
+    try:
+        api = push_image(staging, "iosops/api", "rel-t", "api-rel-t")[0]
+        ops = push_image(staging, "iosops/ops", "rel-t", "ops-rel-t")[0]
+        envs = make_envs(tmp_path / "envs", staging, prod)
+        out = promote_cli(envs, "--tag", "rel-t", "--to-env", "prod")
+        assert out.returncode == 0, out.stderr
+        assert {"repository:iosops/api:pull,push", "repository:iosops/ops:pull,push"} <= {s for q in issued for s in q}
+        # read back through the token service again: prod holds the same digests
+        again = promote_cli(envs, "--tag", "rel-t", "--to-env", "prod")
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.splitlines()[:2] == [f"no change: {prod}/iosops/ops:rel-t is already {ops}",
+                                                 f"no change: {prod}/iosops/api:rel-t is already {api}"]
+        # without the right password the token service refuses: one line, exit 2
+        bad = promote_cli(envs, "--tag", "rel-t", "--to-env", "prod", password="wrong-token-sentinel-77")
+        assert bad.returncode == 2 and "refused prod.build.registry_username/registry_password" in bad.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _upload_blob(host, repo, data: bytes, auth=None) -> dict:
