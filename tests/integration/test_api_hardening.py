@@ -189,6 +189,8 @@ def test_a_stream_of_500s_keeps_its_connection_and_other_clients_are_served(faul
         stop.set()
         thread.join(timeout=30)
         conn.close()
+    print(f"200 x GET /_test/fail: {Counter(st for st, _, _, _ in answers)} on one socket; other client "
+          f"meanwhile: {dict(other['statuses'])}, errors {dict(other['errors'])}, new sockets {other['new_sockets']}")
     assert dropped is None, dropped
     assert len(answers) == 200
     assert {(s, c) for s, c, _, _ in answers} == {(500, None)}  # 500s, none saying "Connection: close"
