@@ -135,7 +135,7 @@ def fault_api(stack, stack_env, api_image):
     name = f"{n['api']}-faults"
     argv = d.run_detached(name, image, network=n["network"], labels=labels(stack_env), env=api_env(stack_env),
                           pass_env=["POSTGRES_PASSWORD"], publish=[f"127.0.0.1:{port}:{API_INTERNAL_PORT}"],
-                          read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m")  # nosec B108 # a tmpfs inside the container
+                          read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m")
     runner = Runner()
     try:
         runner.run(argv, env={"POSTGRES_PASSWORD": stack_env.secret("postgres_password")})
