@@ -23,7 +23,8 @@ from ..commands import docker as d
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
 from ..notify import Tracker, tag_of, tracked
-from ..runner import RemoteRunner, Runner, SSHHost
+from ..hosts.known_hosts import HostKeyRefused
+from ..runner import RemoteRunner, Runner
 from ..backup.stack import BACKUP_ROLE, ensure_backup_role
 from . import nginx as ng
 
@@ -134,11 +135,12 @@ class Target:
 def targets(env: Env, runner: Runner) -> list[Target]:
     hosts = env.cfg.hosts.hosts
     if env.cfg.target == "compose" and hosts:
-        out = []
+        from ..hosts.known_hosts import for_env
+        from ..hosts.ssh import remote_runner
+
+        out, known = [], for_env(env)
         for h in hosts:
-            key = str(env.path(__import__("os").path.expanduser(h.key_file))) if h.key_file else None
-            remote = RemoteRunner(runner, SSHHost(h.address, port=h.port, user=h.user, key_filename=key),
-                                  connect_timeout=env.cfg.hosts.connect_timeout_s)
+            remote = remote_runner(env, runner, h, known)  # host keys checked against the env's known_hosts
             out.append(Target(env, remote, PurePosixPath(env.cfg.deploy.project_dir or
                                                          f"{env.cfg.hosts.base_dir}/{env.cfg.stack.name}")))
         return out
@@ -155,6 +157,8 @@ def check_reachable(ts: list[Target]) -> None:
             continue
         try:
             t.runner.run(["true"], mutating=False)
+        except HostKeyRefused:  # unknown or changed host key: its own message
+            raise
         except IosopsError as exc:
             raise BadInput(f"host {t.name} is unreachable ({exc}); nothing was changed on any host") from None
 
