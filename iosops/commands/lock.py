@@ -36,9 +36,9 @@ def lock_read(dir_: str) -> list[str]:
     return ["sh", "-c", _READ, "lock-read", dir_]
 
 
-def lock_release(dir_: str, token: str = "") -> list[str]:
-    """Remove <dir>/lock; with a token only when the holder info still carries it (exit NOT_OURS)."""
-    return ["sh", "-c", _RELEASE, "lock-release", dir_, token]
+def lock_release(dir_: str, owner: str = "") -> list[str]:
+    """Remove <dir>/lock; with an owner id only when the holder info still carries it (exit NOT_OURS)."""
+    return ["sh", "-c", _RELEASE, "lock-release", dir_, owner]
 
 
 def audit_append(dir_: str, line: str) -> list[str]:

@@ -247,7 +247,7 @@ class KnownHosts:
         known = self
 
         class Refuse(paramiko.MissingHostKeyPolicy):
-            def missing_host_key(self, client, hostname, key):  # noqa: ARG002 - paramiko's signature
+            def missing_host_key(self, client, hostname, key):
                 raise known.unknown(hid, key)
 
         client.set_missing_host_key_policy(Refuse())

@@ -24,11 +24,11 @@ from .ssh import remote_runner
 
 class HostLock:
     """`<dir>/lock`, a directory made atomically by mkdir, holding info.json (who, host, pid, since, task,
-    and this run's token, so a run releases only its own lock)."""
+    and this run's owner id, so a run releases only its own lock)."""
 
     def __init__(self, runner: RemoteRunner, dir_: PurePosixPath, env: str):
         self.runner, self.dir, self.env = runner, dir_, env
-        self.token = ""
+        self.owner = ""
 
     @property
     def where(self) -> str:
@@ -48,8 +48,8 @@ class HostLock:
 
     def acquire(self, task: str, reason: str = "") -> list[str]:
         notes: list[str] = []
-        token = uuid.uuid4().hex
-        info = json.dumps({**holder_info(task, reason), "token": token}, sort_keys=True)
+        owner = uuid.uuid4().hex
+        info = json.dumps({**holder_info(task, reason), "owner": owner}, sort_keys=True)
         try:
             for _ in range(2):
                 try:
@@ -60,7 +60,7 @@ class HostLock:
                     raise BadInput(f"env {self.env}: its lock cannot be taken on the data host {self.runner.host} "
                                    f"({exc}); nothing was changed") from None
                 if r.rc == 0:
-                    self.token = token
+                    self.owner = owner
                     return notes
                 if r.rc != cl.HELD:
                     raise OperationFailed(f"env {self.env}: could not take the lock at {self.where}: "
@@ -68,9 +68,9 @@ class HostLock:
                 h = self.holder()
                 if h is None:
                     continue  # released in between: try again
-                if is_stale(h, socket.gethostname()) and h.get("token"):
-                    # Only its own token: a run that took the lock since is never removed.
-                    self._run(cl.lock_release(str(self.dir), h["token"]), "remove a stale lock", check=False)
+                if is_stale(h, socket.gethostname()) and h.get("owner"):
+                    # Only that holder's owner id: a run that took the lock since is never removed.
+                    self._run(cl.lock_release(str(self.dir), h["owner"]), "remove a stale lock", check=False)
                     notes.append(f"removed stale lock of {h.get('who')} (pid {h['pid']} on this machine is gone)")
                     continue
                 raise LockHeld(held_message(self.env, h, self.where))
@@ -79,12 +79,12 @@ class HostLock:
             self.runner.close()  # a long run does not keep an idle session open; release reconnects
 
     def release(self) -> None:
-        if not self.token:
+        if not self.owner:
             return
-        r = self._run(cl.lock_release(str(self.dir), self.token), "release the lock", check=False)
+        r = self._run(cl.lock_release(str(self.dir), self.owner), "release the lock", check=False)
         if r.rc not in (0, cl.NOT_OURS):
             raise OperationFailed(f"{(r.stderr or r.stdout).strip()[:300]}")
-        self.token = ""
+        self.owner = ""
 
     def force_release(self) -> None:
         self._run(cl.lock_release(str(self.dir)), "release the lock")

@@ -24,6 +24,7 @@ def offered_keys(address: str, port: int, timeout: float) -> list[tuple[str, str
 
     quiet_paramiko()  # a type the host lacks ends its key exchange with a logged traceback: not ours
     found: dict[str, str] = {}
+    last = ""
     for ktype in SCAN_TYPES:
         try:
             sock = socket.create_connection((address, port), timeout=timeout)
@@ -36,13 +37,14 @@ def offered_keys(address: str, port: int, timeout: float) -> list[tuple[str, str
             transport.start_client(timeout=timeout)
             key = transport.get_remote_server_key()
             found[key.get_name()] = key.get_base64()
-        except paramiko.SSHException:
-            continue  # the host has no key of that type
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+            continue  # the host has no key of that type (or does not speak SSH: said below)
         finally:
             transport.close()
     if not found:
         raise BadInput(f"host {address}:{port} offered no host key of a type this tool checks "
-                       f"({', '.join(SCAN_TYPES)}); nothing was written")
+                       f"({', '.join(SCAN_TYPES)}; last error {last}); nothing was written")
     return sorted(found.items())
 
 

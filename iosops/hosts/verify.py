@@ -1,7 +1,8 @@
 """`inv verify-hosts`: testinfra checks of every host of an env (and of the stack's containers).
 
 Runs after `inv provision` and inside every deploy before traffic switches; a failing check fails the
-run and is named. Compose envs with SSH hosts are checked over SSH (testinfra's paramiko backend);
+run and is named. Compose envs with SSH hosts are checked over SSH (testinfra's paramiko backend, the
+host key checked against the env's known_hosts file first: iosops.hosts.ssh);
 an env without hosts (local) checks this machine's stack containers (local backend).
 """
 from __future__ import annotations

@@ -21,15 +21,15 @@ def sh(argv):
 def test_lock_commands_take_once_read_and_release_only_their_own(tmp_path):
     d = str(tmp_path / "srv" / "stack")
     assert sh(cl.lock_read(d)).stdout == ""  # not locked; the directory need not exist
-    first = sh(cl.lock_take(d, json.dumps({"who": "alice", "token": "tok-a"})))
+    first = sh(cl.lock_take(d, json.dumps({"who": "alice", "owner": "own-a"})))
     assert first.returncode == 0, first.stderr
-    assert cl.parse_holder(sh(cl.lock_read(d)).stdout) == {"who": "alice", "token": "tok-a"}
-    second = sh(cl.lock_take(d, json.dumps({"who": "bob", "token": "tok-b"})))
+    assert cl.parse_holder(sh(cl.lock_read(d)).stdout) == {"who": "alice", "owner": "own-a"}
+    second = sh(cl.lock_take(d, json.dumps({"who": "bob", "owner": "own-b"})))
     assert second.returncode == cl.HELD
     assert cl.parse_holder(sh(cl.lock_read(d)).stdout)["who"] == "alice"  # the winner's info is untouched
-    assert sh(cl.lock_release(d, "tok-b")).returncode == cl.NOT_OURS  # bob cannot release alice's lock
+    assert sh(cl.lock_release(d, "own-b")).returncode == cl.NOT_OURS  # bob cannot release alice's lock
     assert (tmp_path / "srv" / "stack" / "lock").is_dir()
-    assert sh(cl.lock_release(d, "tok-a")).returncode == 0
+    assert sh(cl.lock_release(d, "own-a")).returncode == 0
     assert not (tmp_path / "srv" / "stack" / "lock").exists()
     assert sh(cl.lock_take(d, "{}")).returncode == 0 and sh(cl.lock_release(d)).returncode == 0  # force
 
