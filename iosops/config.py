@@ -255,6 +255,13 @@ class DeployCfg(Strict):
     # After the switch: the new colour's 5xx share in nginx's log over this window decides rollback.
     error_window_s: float = Field(5.0, ge=0)
     max_error_rate: float = Field(0.01, ge=0, le=1)
+    # The gate never passes on silence: during the window every web host gets `gate_probes` synthetic
+    # GETs of gate_path through its nginx (before the switch too, for the old colour's latency); the
+    # new colour's p95 may be at most max(ratio × old p95, old p95 + slack).
+    gate_probes: int = Field(30, ge=1, le=200)
+    gate_path: str = "/ready"
+    gate_max_latency_ratio: float = Field(3.0, ge=1)
+    gate_latency_slack_ms: float = Field(100.0, ge=0)
     drain_timeout_s: PositiveInt = 30
     # Compose profiles to start as well (monitoring, search); the core stack is always started.
     profiles: list[str] = []

@@ -152,6 +152,7 @@ def drill_env(env: Env, ws: Path, did: str) -> Env:
 
 def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> DrillReport:
     from ..deploy import bluegreen as bg
+    from ..deploy.target import targets
     from . import stack
 
     spec = SIZES[size]
@@ -174,7 +175,7 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
     try:
         runner.call(f"mkdir {ws}", ws.mkdir, parents=True)
         denv = drill_env(env, ws, did)
-        t = bg.targets(denv, runner)[0]
+        t = targets(denv, runner)[0]
         https = denv.cfg.deploy.https_port
         rep.topology = {"kind": "compose", "project": denv.cfg.stack.name, "edge": f"https://127.0.0.1:{https}",
                         "services": ["nginx", "api-blue", "postgres", "redis", "walstream"],

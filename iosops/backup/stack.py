@@ -110,10 +110,10 @@ def store_dir(env: Env) -> Optional[str]:
 
 
 def target(env: Env, runner: Runner):
-    """The host that runs the stack's datastores: this machine, or the env's first SSH host."""
-    from ..deploy.bluegreen import targets
+    """The host that runs the stack's datastores: this machine, or the env's data host."""
+    from ..deploy.target import data_target, targets
 
-    t = targets(env, runner)[0]
+    t = data_target(targets(env, runner))
     if t.read("compose.yml") is None and not runner.dry_run:
         raise BadInput(f"env {env.name}: no deployed stack on {t.name} ({t.dir} has no compose.yml); run "
                        f"`inv deploy --env {env.name}` first")
@@ -195,8 +195,11 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
     again on whatever finish left (the old data when it rolled back) and says so."""
     from ..deploy import maintenance
 
+    from ..deploy.target import targets, web_targets
+
     t0 = time.monotonic()
     t = target(env, runner)
+    web = web_targets(targets(env, runner))  # maintenance and /ready are where nginx and the API run
     prepare_host(t, env)
     what = (["--backup", backup_id] if backup_id else []) + (["--to-time", to_time] if to_time else []) + \
         (["--latest"] if latest else []) + (["--only", only] if only else []) + \
@@ -215,10 +218,11 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         steps[name] = round(time.monotonic() - clock, 2)
         clock = time.monotonic()
 
-    maintenance.set_mode(t, env, True)
-    lap("maintenance_on_s")
     finished: dict = {}
     try:
+        for w in web:  # inside the try: a host that failed to switch puts the others back too
+            maintenance.set_mode(w, env, True)
+        lap("maintenance_on_s")
         t.runner.run(cc.stop(t.base(), stopped, timeout=60))
         lap("stop_s")
         fin = ["--backup", prep["backup"], "--target", prep["target"], "--only", ",".join(comps),
@@ -231,22 +235,25 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         finally:
             # Whatever finish left in place (the restored data, or the old data it put back) starts again.
             compose_up(t, env, [c for c in ("postgres", "redis") if c in comps])
-            from ..deploy.bluegreen import wait_service_healthy
+            from ..deploy.health import wait_service_healthy
 
             for svc in [c for c in ("postgres", "redis") if c in comps]:
                 wait_service_healthy(t, svc, env.cfg.deploy.health_timeout_s)
             ensure_backup_role(t)
             compose_up(t, env, ["walstream"])
             lap("start_s")
-        _wait_api_ready(t, env)
+        for w in web:
+            _wait_api_ready(w, env)
         lap("api_ready_s")
     finally:
-        maintenance.set_mode(t, env, False)
+        for w in web:
+            maintenance.set_mode(w, env, False)
     return {**finished, "phases": steps, "prepare": prep, "seconds": round(time.monotonic() - t0, 2), "host": t.name}
 
 
 def _wait_api_ready(t, env: Env) -> None:
-    from ..deploy.bluegreen import active_colour, wait_ready
+    from ..deploy.health import wait_ready
+    from ..deploy.switch import active_colour
 
     colour = active_colour(t)
     if colour and t.containers(f"api-{colour}"):

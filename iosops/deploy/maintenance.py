@@ -25,7 +25,7 @@ def rule(reason: str, retry_after: int = RETRY_AFTER_S) -> str:
 
 def set_mode(t, env: Env, on: bool, reason: str = "a restore is running") -> bool:
     """Turn maintenance on/off on one host; False when there is no nginx to switch (nothing served)."""
-    from .bluegreen import drain, nginx_id
+    from .switch import drain, nginx_id
 
     cid = nginx_id(t)
     if cid is None and not t.runner.dry_run:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
-from ..config import Env
+from ..config import Env, HostCfg
 
 SYSCTL = "/etc/sysctl.d/60-iosops.conf"
 LIMITS = "/etc/security/limits.d/60-iosops.conf"
@@ -34,7 +35,23 @@ def daemon_json(env: Env) -> str:
                        "live-restore": True}, indent=2, sort_keys=True) + "\n"
 
 
-def nftables_conf(env: Env) -> str:
+def datastore_forward_rules(env: Env, host: Optional[HostCfg]) -> str:
+    """The data host of a split env publishes PostgreSQL and Redis on its private address: Docker's
+    published ports are forwarded (DNAT), never seen by the input chain, so a forward chain that runs
+    before Docker's lets only the web hosts reach them (matched on the published port)."""
+    h = env.cfg.hosts
+    if host is None or host.roles != ["data"]:
+        return ""
+    webs = ", ".join(sorted({w.private for w in h.web_hosts()}))
+    ports = f"{h.postgres_port}, {h.redis_port}"
+    return ("    chain forward {\n"
+            "        type filter hook forward priority -10; policy accept;\n"
+            f"        ct original proto-dst {{ {ports} }} ip saddr {{ {webs} }} accept\n"
+            f"        ct original proto-dst {{ {ports} }} drop\n"
+            "    }\n")
+
+
+def nftables_conf(env: Env, host: Optional[HostCfg] = None) -> str:
     ports = ", ".join(str(p) for p in sorted(set(env.cfg.hosts.allowed_tcp_ports)))
     # Only our own table is replaced: Docker's NAT/forward rules stay untouched (no `flush ruleset`).
     return ("#!/usr/sbin/nft -f\n" + HEADER +
@@ -48,14 +65,15 @@ def nftables_conf(env: Env) -> str:
             "        meta l4proto { icmp, ipv6-icmp } accept\n"
             f"        tcp dport {{ {ports} }} accept\n"
             "    }\n"
+            + datastore_forward_rules(env, host) +
             "}\n")
 
 
-def managed(env: Env) -> dict[str, tuple[str, int]]:
-    """path -> (content, mode)."""
+def managed(env: Env, host: Optional[HostCfg] = None) -> dict[str, tuple[str, int]]:
+    """path -> (content, mode) on `host` (its roles decide the firewall)."""
     return {SYSCTL: (sysctl_conf(env), 0o644), LIMITS: (limits_conf(env), 0o644),
             LOGROTATE: (logrotate_conf(env), 0o644), DAEMON_JSON: (daemon_json(env), 0o644),
-            NFTABLES: (nftables_conf(env), 0o755)}
+            NFTABLES: (nftables_conf(env, host), 0o755)}
 
 
 def directories(env: Env) -> dict[str, tuple[int, str]]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ..config import Env
+from typing import Optional
+
+from ..config import Env, HostCfg
 from ..errors import BadInput, IosopsError
 from ..runner import RemoteRunner, Runner
 from . import files as f
@@ -26,6 +28,7 @@ class HostOutcome:
 
 
 def remote_runners(env: Env, runner: Runner) -> list[RemoteRunner]:
+    """One runner per SSH host of the env, in config order (the same order as env.cfg.hosts.hosts)."""
     if not env.cfg.hosts.hosts:
         raise BadInput(f"env {env.name} has no SSH hosts; add hosts.hosts to envs/{env.name}.yaml "
                        "(address, port, user, key_file)")
@@ -54,7 +57,7 @@ def put(r: RemoteRunner, path: str, content: str, mode: int) -> None:
            'chmod "$2" "$t"; mv -f "$t" "$1"', "put", path, f"{mode:o}"], input=content)
 
 
-def provision_host(env: Env, r: RemoteRunner) -> HostOutcome:
+def provision_host(env: Env, r: RemoteRunner, host: Optional[HostCfg] = None) -> HostOutcome:
     h = env.cfg.hosts
     out = HostOutcome(str(r.host))
     user = h.deploy_user
@@ -103,7 +106,7 @@ def provision_host(env: Env, r: RemoteRunner) -> HostOutcome:
 
     # managed files
     changed_files = set()
-    for path, (content, mode) in f.managed(env).items():
+    for path, (content, mode) in f.managed(env, host).items():
         cur = r.run(["sh", "-c", f"stat -c %a {path} && sha256sum {path}"], mutating=False, check=False)
         if cur.stdout.split()[:2] != [f"{mode:o}", _sha(content)]:
             put(r, path, content, mode)
@@ -141,7 +144,7 @@ def provision(env: Env, runner: Runner) -> list[HostOutcome]:
     rs = remote_runners(env, runner)
     check_all_reachable(rs)
     try:
-        return [provision_host(env, r) for r in rs]
+        return [provision_host(env, r, h) for r, h in zip(rs, env.cfg.hosts.hosts, strict=True)]
     finally:
         for r in rs:
             r.close()

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..config import Env
+from ..config import Env, HostCfg
 from ..errors import OperationFailed
 from ..runner import Runner
 from . import files as f
@@ -69,7 +69,7 @@ def _mode(host, path: str, mode: int, owner: str) -> Optional[str]:
     return None
 
 
-def host_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
+def host_checks(env: Env, host, colour: Optional[str], cfg: Optional[HostCfg] = None) -> list[Check]:
     h = env.cfg.hosts
     out: list[Check] = []
     user = h.deploy_user
@@ -87,7 +87,7 @@ def host_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
         _check(out, f"dir {path}", lambda p=path, m=mode, o=owner: _mode(host, p, m, o))
     for pkg in h.packages:
         _check(out, f"package {pkg}", lambda p=pkg: None if host.package(p).is_installed else f"{p} is not installed")
-    for path, (content, mode) in f.managed(env).items():
+    for path, (content, mode) in f.managed(env, cfg).items():
         def same(p=path, c=content, m=mode):
             fl = host.file(p)
             if not fl.exists:
@@ -125,14 +125,17 @@ def host_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
         return None if r.rc == 0 else f"docker engine not reachable for {user}: {r.stderr.strip()[:150]}"
     _check(out, "docker-engine", engine)
     if colour and h.require_engine:
-        out.extend(stack_checks(env, host, colour))
+        out.extend(stack_checks(env, host, colour, tuple(cfg.roles) if cfg else ("web", "data")))
     return out
 
 
-def stack_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
-    """The stack's containers on `host` (compose labels): healthy, replicas, datastores unpublished."""
+def stack_checks(env: Env, host, colour: Optional[str], roles: tuple[str, ...] = ("web", "data")) -> list[Check]:
+    """The stack's containers on `host` (compose labels), by the host's roles: healthy, replicas; the
+    datastores unpublished on internal networks (a host of both roles), or published on the private
+    address only (the data host of a split env)."""
     out: list[Check] = []
     project = env.cfg.stack.name
+    h = env.cfg.hosts
 
     def ids(service: str) -> list[str]:
         r = host.run(f"/usr/bin/docker ps -q --filter label=com.docker.compose.project={project} "
@@ -142,7 +145,8 @@ def stack_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
     def inspect(cid: str) -> dict:
         return json.loads(host.check_output(f"/usr/bin/docker inspect {cid}"))[0]
 
-    services = ["postgres", "redis"] + ([f"api-{colour}"] if colour else [])
+    data, split = "data" in roles, len(roles) == 1
+    services = (["postgres", "redis"] if data else []) + ([f"api-{colour}"] if colour and "web" in roles else [])
     for svc in services:
         def healthy(svc=svc):
             found = ids(svc)
@@ -153,6 +157,19 @@ def stack_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
             bad = {c: s for c, s in states.items() if s != "healthy"}
             return f"not healthy: {bad}" if bad else None
         _check(out, f"container {svc} healthy", healthy)
+    if not data:
+        return out
+    if split:
+        private = h.data_host().private
+        for svc, port in (("postgres", h.postgres_port), ("redis", h.redis_port)):
+            def private_only(svc=svc, port=port):
+                for c in ids(svc):
+                    bound = [(b.get("HostIp"), b.get("HostPort")) for v in (inspect(c)["NetworkSettings"]["Ports"]
+                                                                            or {}).values() for b in (v or [])]
+                    if bound != [(private, str(port))]:
+                        return f"{svc} publishes {bound}; want only {private}:{port} (the private address)"
+            _check(out, f"container {svc} published on the private address only", private_only)
+        return out
     for svc in ("postgres", "redis"):
         def unpublished(svc=svc):
             for c in ids(svc):
@@ -173,7 +190,7 @@ def stack_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
 
 
 def local_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
-    from ..deploy.bluegreen import targets, tls_paths
+    from ..deploy.target import targets, tls_paths
 
     t = targets(env, Runner())[0]
     out = stack_checks(env, host, colour)
@@ -212,8 +229,8 @@ def verify(env: Env, runner: Runner, colour: Optional[str] = None, raise_on_fail
 
         report = VerifyReport()
         if env.cfg.target == "compose" and env.cfg.hosts.hosts:
-            for name, host in testinfra_hosts(env):
-                report.hosts[name] = host_checks(env, host, colour)
+            for (name, host), cfg in zip(testinfra_hosts(env), env.cfg.hosts.hosts, strict=True):
+                report.hosts[name] = host_checks(env, host, colour, cfg)
         else:
             report.hosts["local"] = local_checks(env, testinfra.get_host("local://"), colour)
         return report

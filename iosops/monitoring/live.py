@@ -247,7 +247,7 @@ def teardown(env: Env, runner: Runner, report: LiveReport) -> None:
 def live_check(base: Env, runner: Runner, api_image: str, keep: bool = False,
                timeout: float = 150.0, env: Optional[Env] = None, ops_image: str = "") -> LiveReport:
     """`ops_image`: the ops image for walstream and the backup (default: the one built with api_image)."""
-    from ..deploy.bluegreen import ops_image_for
+    from ..deploy.stackfiles import ops_image_for
 
     start = time.monotonic()
     env = env or check_env(base)

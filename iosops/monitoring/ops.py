@@ -23,7 +23,9 @@ from ..backup.stack import prepare_host, run_ops
 from ..commands import compose as cc
 from ..commands import docker as d
 from ..config import Env
-from ..deploy.bluegreen import Target, labels_override, stack_env, wait_service_healthy
+from ..deploy.health import wait_service_healthy
+from ..deploy.stackfiles import labels_override, stack_env
+from ..deploy.target import Target
 from ..errors import BadInput
 from ..runner import Runner
 from ..stack.local import names as stack_names

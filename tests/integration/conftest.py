@@ -127,6 +127,7 @@ def deployed_stack(api_image, tmp_path_factory, prefix: str, **extra: str):
 
     from iosops.build.offline import build_offline
     from iosops.deploy import bluegreen as bg
+    from iosops.deploy.target import targets
     from tests.conftest import free_port, run_inv
 
     name = f"iosops-itest-{prefix}-{uuid.uuid4().hex[:6]}"
@@ -141,7 +142,7 @@ def deployed_stack(api_image, tmp_path_factory, prefix: str, **extra: str):
         first = run_inv("deploy", "--env", "local", "--tag", api_image.image.rsplit(":", 1)[1], env=vars_)
         assert first.returncode == 0, first.stderr[-3000:]
         yield {"env": env, "vars": vars_, "https": env.cfg.deploy.https_port, "name": name, "store": state / "backups",
-               "t": bg.targets(env, Runner(say=lambda line: None))[0]}
+               "t": targets(env, Runner(say=lambda line: None))[0]}
     finally:
         bg.destroy(env, Runner(), volumes=True)
-        shutil.rmtree(bg.targets(env, Runner())[0].dir, ignore_errors=True)
+        shutil.rmtree(targets(env, Runner())[0].dir, ignore_errors=True)

@@ -18,6 +18,9 @@ import urllib3
 
 from iosops.config import load_env
 from iosops.deploy import bluegreen as bg
+from iosops.deploy import nginx as ng
+from iosops.deploy import switch as sw
+from iosops.deploy.target import targets
 from iosops.deploy.loadgen import Load
 from iosops.runner import Runner
 from tests.conftest import TEST_STATE, free_port, run_inv
@@ -64,7 +67,7 @@ def edge(api_image, offline_images, tmp_path_factory, slack):
                "https": env.cfg.deploy.https_port, "http": env.cfg.deploy.http_port}
     finally:
         bg.destroy(env, Runner(), volumes=True)
-        shutil.rmtree(bg.targets(env, Runner())[0].dir, ignore_errors=True)
+        shutil.rmtree(targets(env, Runner())[0].dir, ignore_errors=True)
 
 
 def url(edge, path="/"):
@@ -72,8 +75,8 @@ def url(edge, path="/"):
 
 
 def nginx_logs(edge) -> list[dict]:
-    t = bg.targets(edge["env"], Runner())[0]
-    out = docker("logs", bg.nginx_id(t)).stdout.splitlines()
+    t = targets(edge["env"], Runner())[0]
+    out = docker("logs", sw.nginx_id(t)).stdout.splitlines()
     return [json.loads(l) for l in out if l.startswith("{")]
 
 
@@ -133,7 +136,7 @@ def test_redirect_headers_and_metrics_hidden(edge):
     assert h["Server"] == "nginx"  # no version
     assert requests.get(url(edge, "/metrics"), verify=False, timeout=5).status_code == 404
     # ... while the API itself does serve metrics (Prometheus scrapes it on the internal network).
-    t = bg.targets(edge["env"], Runner())[0]
+    t = targets(edge["env"], Runner())[0]
     cid = t.containers("api-blue")[0]
     got = docker("exec", cid, "python3", "-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').status)")
     assert got.stdout.strip() == "200"
@@ -175,8 +178,8 @@ def test_rate_limit_answers_429(edge):
 
 
 def test_edge_cannot_reach_datastores(edge):
-    t = bg.targets(edge["env"], Runner())[0]
-    nginx, api = bg.nginx_id(t), t.containers("api-blue")[0]
+    t = targets(edge["env"], Runner())[0]
+    nginx, api = sw.nginx_id(t), t.containers("api-blue")[0]
     probe = "exec 3<>/dev/tcp/postgres/5432 && echo open"
     assert "open" not in docker("exec", nginx, "timeout", "5", "bash", "-c", probe).stdout
     reach = "import socket; socket.create_connection(('postgres', 5432), 3); print('open')"
@@ -204,7 +207,7 @@ def test_blue_green_deploy_under_load_loses_nothing_then_rollback(edge, slack):
         logs = nginx_logs(edge)
         assert logs[-1]["colour"] == "green"
         # the old colour keeps running for an instant rollback
-        t = bg.targets(edge["env"], Runner())[0]
+        t = targets(edge["env"], Runner())[0]
         assert len(t.containers("api-blue")) == edge["env"].cfg.deploy.replicas
 
         proc, load = _deploy_under_load(edge, "rollback", "--env", "local", "--json")
@@ -242,7 +245,7 @@ def test_release_whose_ready_fails_is_rolled_back_automatically(edge, tmp_path, 
     bad = _derived(edge["image"], tmp_path, "ENV READY_CHECK_TIMEOUT_S=0")
     sent = len(slack.got)
     try:
-        before = bg.active_colour(bg.targets(edge["env"], Runner())[0])
+        before = sw.active_colour(targets(edge["env"], Runner())[0])
         vars_ = {**edge["vars"], "IOSOPS_DEPLOY__READY_TIMEOUT_S": "15"}
         load = Load(edge["https"], rate=100, min_count=1000).start()
         load.wait_sent(100)
@@ -253,12 +256,12 @@ def test_release_whose_ready_fails_is_rolled_back_automatically(edge, tmp_path, 
         assert err.startswith("error: deploy of") and "not ready" in err and "rolled back" in err, err
         assert f"traffic stays on {before}" in err
         assert result.failed == 0 and result.sent >= 1000, result
-        t = bg.targets(edge["env"], Runner())[0]
-        assert bg.active_colour(t) == before
-        assert t.containers(f"api-{bg.ng.other(before)}") == []  # the failed release was removed
+        t = targets(edge["env"], Runner())[0]
+        assert sw.active_colour(t) == before
+        assert t.containers(f"api-{ng.other(before)}") == []  # the failed release was removed
         assert titles(slack, sent) == ["Deploy started: local", "Deploy FAILED, rolled back automatically: local"]
         f = slack.fields()
-        assert f["Rolled back"] == f"removed api-{bg.ng.other(before)} on local; traffic stays on {before}"
+        assert f["Rolled back"] == f"removed api-{ng.other(before)} on local; traffic stays on {before}"
         assert "not ready" in f["Error"] and f["Version"] == f"`{bad.rsplit(':', 1)[1]}`"
     finally:
         remove_release(bad)
@@ -268,11 +271,11 @@ def test_destructive_migration_is_refused_without_flag(edge, tmp_path):
     sql = "-- iosops: destructive\nALTER TABLE items DROP COLUMN data;\n"
     bad = _derived(edge["image"], tmp_path, "COPY 0002_drop_data.sql /app/migrations/", {"0002_drop_data.sql": sql})
     try:
-        before = bg.active_colour(bg.targets(edge["env"], Runner())[0])
+        before = sw.active_colour(targets(edge["env"], Runner())[0])
         proc = run_inv("deploy", "--env", "local", "--tag", bad.rsplit(":", 1)[1], env=edge["vars"])
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert "0002_drop_data are marked destructive" in proc.stderr and "--allow-destructive" in proc.stderr
-        assert bg.active_colour(bg.targets(edge["env"], Runner())[0]) == before
+        assert sw.active_colour(targets(edge["env"], Runner())[0]) == before
         r = requests.get(url(edge, "/items?limit=1"), verify=False, timeout=5)
         assert r.status_code == 200  # the column is still there
     finally:
@@ -283,14 +286,14 @@ def test_invalid_nginx_config_is_never_reloaded(edge):
     from iosops.errors import OperationFailed
 
     bad_env = load_env("local", environ={**edge["vars"], "IOSOPS_DEPLOY__SERVER_NAME": "bad; unknown_directive on"})
-    t = bg.targets(bad_env, Runner())[0]
-    colour = bg.active_colour(t)
+    t = targets(bad_env, Runner())[0]
+    colour = sw.active_colour(t)
     conf = Path(t.dir) / "nginx" / "nginx.conf"
     before = conf.read_text()
     with pytest.raises(OperationFailed, match=r"nginx -t rejected the new config .*NOT reloaded"):
-        bg.switch(t, colour)
+        sw.switch(t, colour)
     assert conf.read_text() == before  # the previous file is back
-    assert docker("exec", bg.nginx_id(t), "nginx", "-t", "-q", "-c", "/etc/nginx/iosops/nginx.conf").returncode == 0
+    assert docker("exec", sw.nginx_id(t), "nginx", "-t", "-q", "-c", "/etc/nginx/iosops/nginx.conf").returncode == 0
     assert requests.get(url(edge, "/health"), verify=False, timeout=5).status_code == 200
 
 
@@ -335,8 +338,8 @@ def test_error_rate_after_switch_rolls_back_automatically(edge, slack):
     the load hits a path the API answers with 500 (an OFFSET beyond PostgreSQL's bigint), and with
     max_error_rate 5% the deploy must switch back by itself; the good requests lose nothing."""
     new = retag(edge["image"], "itest-errors")
-    t = bg.targets(edge["env"], Runner())[0]
-    before = bg.active_colour(t)
+    t = targets(edge["env"], Runner())[0]
+    before = sw.active_colour(t)
     vars_ = {**edge["vars"], "IOSOPS_DEPLOY__MAX_ERROR_RATE": "0.05", "IOSOPS_DEPLOY__ERROR_WINDOW_S": "4"}
     sent = len(slack.got)
     good = Load(edge["https"], rate=60, min_count=600).start()
@@ -349,10 +352,11 @@ def test_error_rate_after_switch_rolls_back_automatically(edge, slack):
         remove_release(new)
     assert proc.returncode == 1, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()[-1]
-    assert "with 5xx after the switch" in err and f"rolled back: traffic back on {before}" in err, err
+    assert "gate after the switch: green answered" in err or "gate after the switch: blue answered" in err, err
+    assert "requests with 5xx or not at all" in err and f"rolled back: traffic back on {before}" in err, err
     assert titles(slack, sent) == ["Deploy started: local", "Deploy FAILED, rolled back automatically: local"]
     assert slack.fields()["Rolled back"].startswith(f"traffic back on {before}")
-    assert bg.active_colour(t) == before
+    assert sw.active_colour(t) == before
     assert b.statuses.get(500, 0) > 0, b
     # Known finding (README): after an unhandled exception uvicorn closes the keep-alive connection;
     # nginx may reuse it, counts the reset against the replica (passive health), and enough 500s mark
@@ -370,7 +374,7 @@ def test_error_rate_after_switch_rolls_back_automatically(edge, slack):
 
 
 def test_deploy_dry_run_plans_the_switch_and_changes_nothing(edge, slack):
-    t = bg.targets(edge["env"], Runner())[0]
+    t = targets(edge["env"], Runner())[0]
     before = (Path(t.dir) / "nginx/conf.d/upstream.conf").read_text()
     sent = len(slack.got)
     proc = run_inv("deploy", "--env", "local", "--tag", edge["tag"], "--dry-run", "--json", env=edge["vars"])

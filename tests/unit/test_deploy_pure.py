@@ -9,8 +9,11 @@ import pytest
 import yaml
 
 from iosops.config import load_env
-from iosops.deploy import bluegreen as bg
 from iosops.deploy import nginx as ng
+from iosops.deploy import stackfiles as sf
+from iosops.deploy.target import Target
+from iosops.runner import Runner
+from pathlib import PurePosixPath
 from iosops.errors import BadInput
 from iosops.hosts import files as hf
 from tests.conftest import ROOT
@@ -127,15 +130,15 @@ def test_compose_isolates_datastores_and_labels_everything():
 
 def test_labels_override_keeps_network_definitions(env):
     env = load_env("local", environ={"IOSOPS_STACK__LABELS": '{"iosops.test": "1"}'})
-    over = yaml.safe_load(bg.labels_override(env, (ROOT / "docker/compose.yml").read_text()))
+    over = yaml.safe_load(sf.labels_override(env, (ROOT / "docker/compose.yml").read_text()))
     assert over["networks"]["data"]["internal"] is True  # compose 1.29 replaces, it does not merge
     assert over["networks"]["data"]["labels"]["iosops.test"] == "1"
     assert over["services"]["nginx"]["labels"] == {"iosops.test": "1"}
 
 
 def test_stack_env_has_no_secret(env, monkeypatch, tmp_path):
-    t = bg.Target(env, bg.Runner(), bg.PurePosixPath(tmp_path))
-    text = bg.stack_env(env, {"blue": "iosops/api:a"}, t)
+    t = Target(env, Runner(), PurePosixPath(tmp_path))
+    text = sf.stack_env(env, {"blue": "iosops/api:a"}, t)
     assert "API_IMAGE_BLUE=iosops/api:a\n" in text and "API_IMAGE_GREEN=iosops/api:none\n" in text
     assert "PASSWORD" not in text
 

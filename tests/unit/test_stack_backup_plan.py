@@ -51,11 +51,11 @@ def test_backup_runs_in_the_ops_container_on_the_first_ssh_host_with_secrets_as_
     man = targets.backup(staging, runner)
     assert man["id"] == "20261202T100000Z-abcd"
     where = {h for h, _ in host.calls}
-    assert where == {"root@app1.staging.ios.internal:22"}, where  # the data host only, over SSH
+    assert where == {"root@db1.staging.ios.internal:22"}, where  # the data host only, over SSH
     run = [l for _, l in host.calls if "stackops backup" in l]
     assert run == ["/usr/bin/docker compose --project-name iosops-staging --project-directory /srv/iosops/iosops-staging "
-                   "--file /srv/iosops/iosops-staging/compose.yml --env-file /srv/iosops/iosops-staging/stack.env "
-                   "run --rm --no-deps -T ops python3 -m iosops.backup.stackops backup --env staging"]
+                   "--file /srv/iosops/iosops-staging/compose.yml --file /srv/iosops/iosops-staging/compose.roles.yml "
+                   "--env-file /srv/iosops/iosops-staging/stack.env run --rm --no-deps -T ops python3 -m iosops.backup.stackops backup --env staging"]
     sent = "\n".join(l for _, l in host.calls) + "\n".join(host.inputs)
     # The ops config went over as a file; the secret values only as the contents of secret files.
     cfg = yaml.safe_load(next(i for i in host.inputs if i.startswith("# written by inv deploy / inv backup")))
@@ -68,7 +68,7 @@ def test_backup_runs_in_the_ops_container_on_the_first_ssh_host_with_secrets_as_
 
 def test_no_deployed_stack_on_the_data_host_is_bad_input(staging):
     host = DataHost({"cat /srv/iosops/iosops-staging/compose.yml": Result(1, "", "No such file")})
-    with pytest.raises(BadInput, match="no deployed stack on root@app1.staging.ios.internal:22.*inv deploy --env staging"):
+    with pytest.raises(BadInput, match="no deployed stack on root@db1.staging.ios.internal:22.*inv deploy --env staging"):
         targets.backup(staging, Runner(executor=host, say=lambda s: None))
 
 
@@ -81,9 +81,14 @@ def test_restore_order_on_the_data_host_and_failure_of_finish_restarts_the_datas
                      "cat /srv/iosops/iosops-staging/nginx/conf.d/upstream.conf": Result(0, "server api-blue:8000;\n"),
                      "cat /srv": Result(0, "services: {}\n")})
     runner = Runner(executor=host, say=lambda s: None)
-    with pytest.raises(OperationFailed, match="restore-finish on root@app1.*rolled back: postgres: put back"):
+    with pytest.raises(OperationFailed, match="restore-finish on root@db1.*rolled back: postgres: put back"):
         bs.restore(staging, runner, latest=True)
     lines = [l for _, l in host.calls]
+    def on(needle: str) -> set:
+        return {h for h, l in host.calls if needle in l}
+    # The datastores' side on the data host; maintenance (nginx) on the two web hosts.
+    assert on("restore-finish") == on(" stop --timeout 60") == {"root@db1.staging.ios.internal:22"}
+    assert on("maintenance.conf") == {"root@app1.staging.ios.internal:22", "root@app2.staging.ios.internal:22"}
 
     def first(needle: str) -> int:
         return next(i for i, l in enumerate(lines) if needle in l)
@@ -95,5 +100,5 @@ def test_restore_order_on_the_data_host_and_failure_of_finish_restarts_the_datas
     assert "--backup B1 --target latest --only postgres,redis --data-dir /pgvol/pgdata --safety S1" in lines[first("restore-finish")]
     # ... and maintenance is switched off again although finish failed (the file emptied, nginx reloaded).
     maint = [text for line, text in host.puts if "maintenance.conf" in line]
-    assert len(maint) == 2 and "return 503" in maint[0] and maint[1] == ""
+    assert len(maint) == 4 and all("return 503" in m for m in maint[:2]) and maint[2:] == ["", ""]
     assert first(" up --detach --no-deps --no-build walstream") > first("restore-finish")

@@ -1,0 +1,92 @@
+"""Web and data roles (hosts.hosts[*].roles): what each host of a split env is given — stack.env, the
+compose roles override (merged by the real docker-compose), the firewall — and where the flows act."""
+import shutil
+import subprocess
+from pathlib import PurePosixPath
+
+import pytest
+import yaml
+
+from iosops.config import load_env
+from iosops.deploy import stackfiles as sf
+from iosops.deploy.target import Target, data_target, targets, web_targets
+from iosops.hosts import files as hf
+from iosops.runner import Runner
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def staging():
+    return load_env("staging", environ={})
+
+
+def by_role(env):
+    ts = [Target(env, Runner(), PurePosixPath("/srv/iosops/x"), h) for h in env.cfg.hosts.hosts]
+    return web_targets(ts), data_target(ts)
+
+
+def env_of(text: str) -> dict:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def test_targets_carry_their_roles(staging):
+    ts = targets(staging, Runner())
+    assert [sorted(t.roles) for t in ts] == [["web"], ["web"], ["data"]]
+    assert [t.name for t in web_targets(ts)] == ["root@app1.staging.ios.internal:22", "root@app2.staging.ios.internal:22"]
+    assert data_target(ts).datastores() == ["postgres", "redis"] and web_targets(ts)[0].datastores() == []
+    local = targets(load_env("local", environ={}), Runner())
+    assert len(local) == 1 and local[0].web and local[0].data and not local[0].split
+
+
+def test_web_hosts_reach_the_data_host_on_its_private_address(staging):
+    web, data = by_role(staging)
+    w = env_of(sf.stack_env(staging, {"blue": "r/api:1"}, web[0]))
+    assert (w["POSTGRES_HOST"], w["POSTGRES_PORT"], w["REDIS_URL"]) == ("10.20.0.30", "5432", "redis://10.20.0.30:6379/0")
+    d = env_of(sf.stack_env(staging, {}, data))
+    assert (d["DATA_BIND"], d["PG_PUBLISH_PORT"], d["REDIS_PUBLISH_PORT"]) == ("10.20.0.30", "5432", "6379")
+    one = env_of(sf.stack_env(load_env("local", environ={}), {}, targets(load_env("local", environ={}), Runner())[0]))
+    assert one["POSTGRES_HOST"] == "postgres" and one["REDIS_URL"] == "redis://redis:6379/0" and "DATA_BIND" not in one
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose 1.29 is not installed")
+def test_roles_override_merges_with_the_compose_file(staging, tmp_path):
+    """The real docker-compose merges the override: the data host publishes its datastores on the private
+    address only; a web host's API keeps its internal networks and gets a route out."""
+    web, data = by_role(staging)
+    shutil.copy(ROOT / "docker/compose.yml", tmp_path / "compose.yml")
+    rendered = {}
+    for name, t, images in (("web", web[0], {"blue": "r/api:1"}), ("data", data, {})):
+        (tmp_path / "roles.yml").write_text(sf.roles_override(staging, t))
+        (tmp_path / "stack.env").write_text(sf.stack_env(staging, images, t))
+        out = subprocess.run(["docker-compose", "--project-directory", str(tmp_path), "-f", str(tmp_path / "compose.yml"),
+                              "-f", str(tmp_path / "roles.yml"), "--env-file", str(tmp_path / "stack.env"), "config"],
+                             capture_output=True, text=True, check=True).stdout
+        rendered[name] = yaml.safe_load(out)
+    pg = rendered["data"]["services"]["postgres"]
+    assert pg["ports"] == ["10.20.0.30:5432:5432/tcp"]
+    assert rendered["data"]["services"]["redis"]["ports"] == ["10.20.0.30:6379:6379/tcp"]
+    assert set(pg["networks"]) == {"data", "datapub"} and rendered["data"]["networks"]["data"]["internal"] is True
+    assert rendered["data"]["networks"]["datapub"]["labels"]["iosops.env"] == "staging"
+    api = rendered["web"]["services"]["api-blue"]
+    assert set(api["networks"]) == {"app", "data", "datalink"}
+    assert api["environment"]["POSTGRES_HOST"] == "10.20.0.30" and "ports" not in rendered["web"]["services"]["redis"]
+
+
+def test_only_the_data_host_of_a_split_env_filters_its_datastore_ports(staging):
+    web, data = by_role(staging)
+    nft = hf.nftables_conf(staging, data.host)
+    assert "hook forward priority -10" in nft
+    assert "ct original proto-dst { 5432, 6379 } ip saddr { app1.staging.ios.internal, app2.staging.ios.internal } accept" in nft
+    assert nft.index("accept\n        ct original proto-dst { 5432, 6379 } drop") > 0
+    assert "forward" not in hf.nftables_conf(staging, web[0].host)
+    assert "forward" not in hf.nftables_conf(load_env("local", environ={}))
+    assert hf.managed(staging, data.host)[hf.NFTABLES][0] == nft
+
+
+def test_split_env_with_the_monitoring_profile_is_refused(staging):
+    from iosops.deploy.bluegreen import check_profiles
+    from iosops.errors import BadInput
+
+    staging.cfg.deploy.profiles = ["monitoring"]
+    with pytest.raises(BadInput, match="monitoring profile runs beside the stack on one host"):
+        check_profiles(staging, targets(staging, Runner()))
