@@ -310,6 +310,9 @@ class HostsCfg(Strict):
     # then only the docker CLI and package are provisioned/verified, and the report says so.
     require_engine: bool = True
     connect_timeout_s: PositiveInt = 10
+    # The hosts' SSH keys (OpenSSH known_hosts format, committed): every connection is checked against it,
+    # an unknown or changed key is refused. Written by `inv hosts.trust`. Empty: envs/<env>.known_hosts.
+    known_hosts_file: str = ""
     # The data host's datastore ports, published on its private address, open only to the web hosts.
     postgres_port: int = Field(5432, ge=1, le=65535)
     redis_port: int = Field(6379, ge=1, le=65535)
@@ -373,6 +376,13 @@ class Env:
     @property
     def state_dir(self) -> Path:
         return self.path(self.cfg.state_dir)
+
+    @property
+    def known_hosts_path(self) -> Path:
+        """The env's known_hosts file (hosts.known_hosts_file, relative to the checkout; default beside
+        the env's YAML: envs/<env>.known_hosts)."""
+        f = self.cfg.hosts.known_hosts_file
+        return self.path(os.path.expanduser(f)) if f else envs_dir(self.root) / f"{self.name}.known_hosts"
 
     @property
     def base_image(self) -> str:

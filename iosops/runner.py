@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from .errors import OperationFailed
+from .errors import IosopsError, OperationFailed
 from .secrets import Secret, redact
 
 Arg = Union[str, Secret]
@@ -307,6 +307,9 @@ class SSHHost:
     port: int = 22
     user: str = "deploy"
     key_filename: Optional[str] = None
+    # The env's trusted host keys (iosops.hosts.known_hosts.KnownHosts). Without it every key is
+    # unknown: a connection is never made to an unchecked host.
+    known_hosts: Any = None
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
@@ -339,14 +342,23 @@ class RemoteRunner(Runner):
         return super()._record(kind, text, mutating, host=str(self.host))
 
     def connection(self):
+        """The open fabric connection; the host key is checked against the env's known_hosts file first
+        (HostKeyRefused, a BadInput, for an unknown or changed key: nothing runs)."""
         if self._conn is None:
             from fabric import Connection
+
+            from .hosts.known_hosts import HostKeyRefused, host_id
 
             kwargs: dict[str, Any] = {"look_for_keys": False, "allow_agent": False}
             if self.host.key_filename:
                 kwargs["key_filename"] = self.host.key_filename
-            self._conn = Connection(self.host.host, port=self.host.port, user=self.host.user,
-                                    connect_timeout=self.connect_timeout, connect_kwargs=kwargs)
+            conn = Connection(self.host.host, port=self.host.port, user=self.host.user,
+                              connect_timeout=self.connect_timeout, connect_kwargs=kwargs)
+            if self.host.known_hosts is None:
+                raise HostKeyRefused(f"ssh {self.host}: no known_hosts file to check its host key against; "
+                                     "refusing to connect unchecked")
+            self.host.known_hosts.open_checked(conn.client, host_id(self.host.host, self.host.port), conn.open)
+            self._conn = conn
         return self._conn
 
     def run(self, argv: Sequence[Arg], *, mutating: bool = True, check: bool = True,
@@ -365,6 +377,8 @@ class RemoteRunner(Runner):
             try:
                 res = self.connection().run(cmd, hide=True, warn=True, timeout=timeout,
                                             in_stream=StringIO(input) if input is not None else False)
+            except IosopsError:  # an unknown or changed host key: already one clear line
+                raise
             except Exception as exc:  # paramiko/socket errors: name the host, not a traceback
                 raise OperationFailed(f"ssh {self.host}: {type(exc).__name__}: {redact(str(exc))}") from None
             result = Result(res.return_code, res.stdout, res.stderr)

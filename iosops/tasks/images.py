@@ -11,7 +11,7 @@ def offline(c, env=None, only="", dry_run=False, json_=False):
     from iosops.errors import BadInput
 
     keys = tuple(k.strip() for k in only.split(",") if k.strip())
-    with mutating("images.offline", env, {"only": only}, dry_run=dry_run, as_json=json_) as (e, runner):
+    with mutating("images.offline", env, {"only": only}, dry_run=dry_run, as_json=json_, here=True) as (e, runner):
         unknown = [k for k in keys if k not in DERIVED]
         if unknown:
             raise BadInput(f"--only: unknown image(s) {', '.join(unknown)}; known: {', '.join(DERIVED)}")
