@@ -552,16 +552,18 @@ class NetnsHosts:
         """The docker CLI against host h's engine, through its extra socket (from the root namespace)."""
         return _run([DOCKER, "-H", h.docker_socket, *args], check=check, timeout=timeout)
 
-    def load_images(self, refs: list[str], timeout: float = 600) -> dict[str, float]:
-        """`docker save` from this machine's engine once, `docker load` into every host in parallel."""
+    def load_images(self, refs: list[str], timeout: float = 600, only: Optional[list["Host"]] = None) -> dict[str, float]:
+        """`docker save` from this machine's engine once, `docker load` into every host (or `only` those)
+        in parallel."""
+        targets = only or self.hosts
         t0 = time.monotonic()
         tar = self.dir / f"images-{uuid.uuid4().hex[:6]}.tar"
         try:
             _run([DOCKER, "save", "-o", str(tar), *refs], timeout=timeout)
             t1 = time.monotonic()
-            with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
                 list(pool.map(lambda h: _run([DOCKER, "-H", h.docker_socket, "load", "-q", "-i", str(tar)],
-                                             timeout=timeout), self.hosts))
+                                             timeout=timeout), targets))
         finally:
             tar.unlink(missing_ok=True)
         t2 = time.monotonic()
