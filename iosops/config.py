@@ -534,6 +534,10 @@ def _check_roles(cfg: EnvConfig, source: str) -> None:
                        "exactly one host holds the datastores; fix it and retry")
     if not any(h.has("web") for h in hosts):
         raise BadInput(f"{source}: hosts.hosts: no host has role web (nginx and the API); fix it and retry")
+    if cfg.stack.publish_host in ("127.0.0.1", "localhost", "::1"):
+        raise BadInput(f"{source}: stack.publish_host is {cfg.stack.publish_host} but the env runs on SSH hosts: "
+                       "nginx would answer only on each host's loopback; set it to 0.0.0.0 (or the address clients "
+                       "use); fix it and retry")
     seen: set[tuple[str, int]] = set()
     for h in hosts:
         if (h.address, h.port) in seen:
