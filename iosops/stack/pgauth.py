@@ -36,7 +36,9 @@ def mismatch(env: Env, volume: str, *, on_this_machine: bool = True, where: str 
     if ref is not None and ref.file:
         path = env.path(ref.file)
         mine = f"({path})"
-        restore = f"restore that secret (copy {ref.file} from the checkout that created the volume to {path})"
+        restore = (f"restore that secret (copy {ref.file} from the checkout that created the volume to {path})"
+                   if not ref.file.startswith("/") else
+                   f"restore that secret (put the password the volume was created with into {path})")
     else:
         var = ref.env if ref is not None else "?"
         mine = f"(environment variable {var})"
