@@ -110,7 +110,7 @@ def receivewal_drop_slot(bin_dir: str, host: str, port: int, user: str, slot: st
 
 # The password arrives on stdin (never in an argv or an environment another process can read); over
 # TCP to 127.0.0.1, so PostgreSQL checks it (the container's local socket trusts every user).
-_PASSWORD_CHECK = 'PGPASSWORD="$(cat)" exec psql -X -q -A -t -w -h 127.0.0.1 -U "$1" -d "$2" -c "SELECT 1"'
+_PASSWORD_CHECK = 'PGPASSWORD="$(cat)" exec psql -X -q -A -t -w -h 127.0.0.1 -U "$1" -d "$2" -c "SELECT 1"'  # nosec B105 # a shell line reading the password from stdin, no password in it
 
 
 def password_check_in(docker: str, container: str, user: str, dbname: str) -> list[str]:
