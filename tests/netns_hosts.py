@@ -866,3 +866,36 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- an iosops env on these hosts (the multi-host test and benchmarks/deploy.py --hosts N) ---------------
+def staging_vars(hosts: "NetnsHosts", state_dir: Path, images: dict[str, str], s3_url: str = "",
+                 age_identity: str = "", age_recipient: str = "") -> dict[str, str]:
+    """Env vars that point env `staging` at these hosts (web, ..., data): its own state dir and
+    known_hosts file, images by local name (no registry), self-signed TLS, the offline images, test
+    values for every secret staging references (none of them real). The backup store stays S3 (the
+    config refuses a local store for SSH hosts): `s3_url` (e.g. moto on the bridge's address) with an
+    age key pair of the caller's, or else an endpoint nobody serves (backups not under test)."""
+    store = {"IOSOPS_BACKUP__STORE__ENDPOINT_URL": s3_url or f"http://{hosts.gateway}:9"}
+    if age_recipient:
+        store["IOSOPS_BACKUP__ENCRYPTION_RECIPIENT"] = age_recipient
+    return {**store, **hosts.iosops_env(), "IOSOPS_STATE_DIR": str(state_dir),
+            "IOSOPS_HOSTS__KNOWN_HOSTS_FILE": str(Path(state_dir) / "staging.known_hosts"),
+            "IOSOPS_BUILD__REGISTRY": "", "IOSOPS_STACK__API_WORKERS": "1",
+            "IOSOPS_DEPLOY__TLS__SELF_SIGNED": "true", "IOSOPS_DEPLOY__TLS__CERT": "nginx/certs/fullchain.pem",
+            "IOSOPS_DEPLOY__TLS__KEY": "nginx/certs/privkey.pem", "IOSOPS_DEPLOY__SERVER_NAME": "localhost",
+            "IOSOPS_DEPLOY__RATE_LIMIT_RPS": "1000", "IOSOPS_DEPLOY__RATE_LIMIT_BURST": "2000",
+            "IOSOPS_NOTIFY__REQUIRED": "false",
+            "IOS_STAGING_POSTGRES_PASSWORD": "mh-" + uuid.uuid4().hex, "IOS_STAGING_BACKUP_PASSWORD": "mb-" + uuid.uuid4().hex,
+            "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "test", "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY": "test",
+            "IOS_STAGING_BACKUP_AGE_IDENTITY": age_identity or "AGE-SECRET-KEY-1" + "Q" * 58,
+            **{f"IOSOPS_IMAGES__{k.upper()}": v for k, v in images.items()}}
+
+
+def load_release(hosts: "NetnsHosts", api_ref: str, ops_ref: str, images: dict[str, str]) -> dict[str, float]:
+    """What each role runs, into its engine: the API and nginx on the web hosts; the ops image and the
+    datastores on the data host (the last host). `images` holds postgres, redis, nginx (empty values skip)."""
+    webs, data = list(hosts)[:-1], hosts[len(hosts) - 1]
+    t = hosts.load_images([r for r in (api_ref, images.get("nginx")) if r], only=webs)
+    d = hosts.load_images([r for r in (ops_ref, images.get("postgres"), images.get("redis")) if r], only=[data])
+    return {"web_s": t["total_s"], "data_s": d["total_s"]}

@@ -33,6 +33,15 @@ def test_remote_command_runs_over_ssh(ssh_host):
         assert remote.run(["sh", "-c", "echo $GREETING"], env={"GREETING": "hi there"}).stdout.strip() == "hi there"
         with pytest.raises(CommandFailed, match=r"\[root@127.0.0.1:\d+\] sh -c 'exit 7'"):
             remote.run(["sh", "-c", "exit 7"])
+        # A file's worth of stdin arrives whole, then EOF (a compose file, a config): 300 KB within the
+        # command's 60 s timeout (invoke's in_stream fed stdin one byte per 10 ms: 50 minutes).
+        import hashlib
+
+        big = "".join(f"line {i:06d} {'x' * 40}\n" for i in range(6000))
+        got = remote.run(["sh", "-c", "cat > /tmp/big && sha256sum < /tmp/big && cat /tmp/big >&2"], input=big, timeout=60)
+        assert got.stdout.split()[0] == hashlib.sha256(big.encode()).hexdigest() and got.stderr == big
+        with pytest.raises(CommandFailed, match="exit 3"):
+            remote.run(["sh", "-c", "cat >/dev/null; exit 3"], input="x")
     finally:
         remote.close()
 
