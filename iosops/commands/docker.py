@@ -89,3 +89,9 @@ def exec_(name: str, argv: Sequence[str], user: Optional[str] = None) -> list[st
 
 def logs_tail(name: str, n: int = 30) -> list[str]:
     return [DOCKER, "logs", "--tail", str(n), name]
+
+
+def compose_volumes(project: str, volume: str) -> list[str]:
+    """Names of a compose project's volume (by compose's own labels, same in v1 and v2): a probe."""
+    return [DOCKER, "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={project}",
+            "--filter", f"label=com.docker.compose.volume={volume}"]

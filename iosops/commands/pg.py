@@ -106,3 +106,24 @@ def receivewal(bin_dir: str, host: str, port: int, user: str, directory: str, sl
 
 def receivewal_drop_slot(bin_dir: str, host: str, port: int, user: str, slot: str) -> list[str]:
     return [_bin(bin_dir, "pg_receivewal"), *conn_args(host, port, user), "--no-password", "--slot", slot, "--drop-slot"]
+
+
+# The password arrives on stdin (never in an argv or an environment another process can read); over
+# TCP to 127.0.0.1, so PostgreSQL checks it (the container's local socket trusts every user).
+_PASSWORD_CHECK = 'PGPASSWORD="$(cat)" exec psql -X -q -A -t -w -h 127.0.0.1 -U "$1" -d "$2" -c "SELECT 1"'  # nosec B105 # a shell line reading the password from stdin, no password in it
+
+
+def password_check_in(docker: str, container: str, user: str, dbname: str) -> list[str]:
+    """Log in as `user` with the password on stdin, inside a running PostgreSQL container."""
+    return [docker, "exec", "-i", container, "sh", "-c", _PASSWORD_CHECK, "password-check", user, dbname]
+
+
+def parse_password_check(rc: int, output: str) -> str:
+    """"ok", "mismatch" (SQLSTATE 28P01: the cluster holds another password, or no such role), or
+    "unknown" (not answering yet, another error: not this probe's call)."""
+    if rc == 0:
+        return "ok"
+    text = output.lower()
+    if "password authentication failed" in text or "28p01" in text:
+        return "mismatch"
+    return "unknown"
