@@ -30,7 +30,7 @@ class Container:
 def health_of(state: str, status: str) -> str:
     m = re.search(r"\((healthy|unhealthy|health: starting)\)", status)
     if m and state == "running":
-        return "starting" if m.group(1).startswith("health") else m.group(1)
+        return "starting" if m.group(1) == "health: starting" else m.group(1)
     return state or "unknown"
 
 
