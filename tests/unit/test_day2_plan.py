@@ -34,12 +34,13 @@ class Fleet:
     (service, name, image, state, status); images are (repository, tag, id, created)."""
 
     def __init__(self, fail: dict | None = None, unreachable: tuple = ()):
-        web = lambda: [  # noqa: E731 - one definition per web host
-            ("api-green", "iosops-staging_api-green_1", f"{API}:v2", "running", "Up 2 hours (healthy)"),
-            ("api-green", "iosops-staging_api-green_2", f"{API}:v2", "running", "Up 2 hours (healthy)"),
-            ("api-blue", "iosops-staging_api-blue_1", f"{API}:v1", "running", "Up 3 hours (healthy)"),
-            ("api-blue", "iosops-staging_api-blue_2", f"{API}:v1", "running", "Up 3 hours (unhealthy)"),
-            ("nginx", "iosops-staging_nginx_1", "iosops/nginx:1.22-bookworm", "running", "Up 3 hours (healthy)")]
+        def web():  # a fresh list per web host
+            return [
+                ("api-green", "iosops-staging_api-green_1", f"{API}:v2", "running", "Up 2 hours (healthy)"),
+                ("api-green", "iosops-staging_api-green_2", f"{API}:v2", "running", "Up 2 hours (healthy)"),
+                ("api-blue", "iosops-staging_api-blue_1", f"{API}:v1", "running", "Up 3 hours (healthy)"),
+                ("api-blue", "iosops-staging_api-blue_2", f"{API}:v1", "running", "Up 3 hours (unhealthy)"),
+                ("nginx", "iosops-staging_nginx_1", "iosops/nginx:1.22-bookworm", "running", "Up 3 hours (healthy)")]
         self.containers = {APP1: web(), APP2: web(), DB1: [
             ("postgres", "iosops-staging_postgres_1", "iosops/postgres:15-bookworm", "running", "Up 3 hours (healthy)"),
             ("redis", "iosops-staging_redis_1", "iosops/redis:7-bookworm", "running", "Up 3 hours (healthy)"),
@@ -103,7 +104,6 @@ class Fleet:
         if argv[1:] == ["ps", "--all", "--quiet", "--no-trunc"]:
             return Result(0, "".join(f"{cid(host, n)}\n" for _s, n, *_ in cs))
         if argv[1:3] == ["container", "inspect"]:
-            ids = {r[0]: r[2] for r in self.images.get(host, [])}
             by_ref = {f"{r[0]}:{r[1]}": r[2] for r in self.images.get(host, [])}
             return Result(0, "".join(f"{cid(host, n)}\t{by_ref.get(img, 'sha256:other')}\t{img}\n"
                                      for _s, n, img, *_ in cs if cid(host, n) in argv))
