@@ -167,3 +167,53 @@ def test_images_prune_keep_1_removes_only_the_extra_old_tag(st):
     again = inv(st, "images.prune", "--env", "local", "--keep", "1")
     assert again.returncode == 0 and "no change" in again.stdout
     assert inv(st, "images.prune", "--env", "local", "--keep", "0").returncode == 2
+
+
+def at_terminal(st, args: list[str], keys: str, timeout: float = 60) -> tuple[int, str]:
+    """`inv ARGS` with a pseudo-terminal as stdin/stdout/stderr (a person at a terminal), typing `keys`."""
+    import pty
+    import select
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal has a size (no pager)
+    env = {**os.environ, "IOSOPS_STATE_DIR": str(TEST_STATE), **st["vars"], "TERM": "dumb"}
+    proc = subprocess.Popen([*INV, *args], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                            start_new_session=True)
+    os.close(slave)
+    out, sent = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the terminal closed: the process ended
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and time.monotonic() > deadline - timeout + 3:
+                os.write(master, keys.encode())
+                sent = True
+            if proc.poll() is not None and not ready:
+                break
+        try:
+            return proc.wait(timeout=10), out.decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            return -1, out.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        os.close(master)
+
+
+def test_at_a_terminal_psql_and_exec_are_interactive(st):
+    rc, out = at_terminal(st, ["db.psql", "--env", "local"], "select 6 * 7 as answer;\n\\q\n")
+    assert rc == 0 and "answer" in out and "42" in out, out
+    rc, out = at_terminal(st, ["exec", "--env", "local", "--", "sh"], "echo tty=$(tty); exit 5\n")
+    assert rc == 5 and "tty=/dev/pts/" in out, out
