@@ -78,7 +78,6 @@ def logs(c, env=None, service="", since="10m", tail="all", follow=False, json_=F
         try:
             window = Since() if since.strip() == "all" else parse_since(since)
             lines_ = parse_tail(tail)
-            lg.services(service) if service != "nginx" or e.cfg.target != "kubernetes" else None
             runner = Runner(say=lambda s: None)
             if follow:
                 errors = lg.follow(e, runner, service, window, lines_, show)
