@@ -29,7 +29,7 @@ def _quiet_on_closed_stdout(kind, exc, tb, _default=sys.excepthook):
 
 sys.excepthook = _quiet_on_closed_stdout
 
-from iosops.tasks import backup, build, ci, config, day2, deploy, images, k8s, lock, monitoring, stack  # noqa: E402
+from iosops.tasks import backup, build, ci, config, day2, deploy, hosts, images, k8s, lock, monitoring, stack  # noqa: E402
 
 ns = Collection()
 ns.add_task(build.build)
@@ -50,6 +50,7 @@ ns.add_task(day2.maintenance)
 ns.add_collection(Collection("db", day2.psql))
 ns.add_collection(Collection.from_module(ci, name="ci"))
 ns.add_collection(Collection.from_module(config, name="config"))
+ns.add_collection(Collection.from_module(hosts, name="hosts"))
 ns.add_collection(Collection.from_module(images, name="images"))
 ns.add_collection(Collection.from_module(k8s, name="k8s"))
 ns.add_collection(Collection.from_module(lock, name="lock"))

@@ -257,7 +257,8 @@ class DeployCfg(Strict):
     max_error_rate: float = Field(0.01, ge=0, le=1)
     # The gate never passes on silence: during the window every web host gets `gate_probes` synthetic
     # GETs of gate_path through its nginx (before the switch too, for the old colour's latency); the
-    # new colour's p95 may be at most max(ratio × old p95, old p95 + slack).
+    # new colour's p95 may be at most max(ratio × old p95, old p95 + slack) — in at least one half of the
+    # window (a regression must last; a cold worker's first answers do not roll a release back).
     gate_probes: int = Field(30, ge=1, le=200)
     gate_path: str = "/ready"
     gate_max_latency_ratio: float = Field(3.0, ge=1)
@@ -309,6 +310,9 @@ class HostsCfg(Strict):
     # then only the docker CLI and package are provisioned/verified, and the report says so.
     require_engine: bool = True
     connect_timeout_s: PositiveInt = 10
+    # The hosts' SSH keys (OpenSSH known_hosts format, committed): every connection is checked against it,
+    # an unknown or changed key is refused. Written by `inv hosts.trust`. Empty: envs/<env>.known_hosts.
+    known_hosts_file: str = ""
     # The data host's datastore ports, published on its private address, open only to the web hosts.
     postgres_port: int = Field(5432, ge=1, le=65535)
     redis_port: int = Field(6379, ge=1, le=65535)
@@ -372,6 +376,13 @@ class Env:
     @property
     def state_dir(self) -> Path:
         return self.path(self.cfg.state_dir)
+
+    @property
+    def known_hosts_path(self) -> Path:
+        """The env's known_hosts file (hosts.known_hosts_file, relative to the checkout; default beside
+        the env's YAML: envs/<env>.known_hosts)."""
+        f = self.cfg.hosts.known_hosts_file
+        return self.path(os.path.expanduser(f)) if f else envs_dir(self.root) / f"{self.name}.known_hosts"
 
     @property
     def base_image(self) -> str:

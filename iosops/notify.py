@@ -85,8 +85,9 @@ def mask_url(url: str) -> str:
 def audit_ref(run: Optional[dict], env: str) -> str:
     if not run:
         return "no audit line (not run through an `inv` task)"
-    return (f"run {run['run']} in {socket.gethostname()}:{run['audit']} "
-            f"(`inv lock.audit --env {env} --run {run['run']}`)")
+    at = run.get("audit_at") or socket.gethostname()  # the data host for an env on SSH hosts
+    return (f"run {run['run']} in {at}:{run['audit']} "
+            f"(`inv lock.audit --env {env}{run.get('audit_flags', '')} --run {run['run']}`)")
 
 
 def _duration(s: Optional[float]) -> str:

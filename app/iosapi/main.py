@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import httpx
 import redis.asyncio as aioredis
@@ -12,13 +12,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from fastapi import FastAPI, HTTPException, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from . import metrics
+from . import guards, metrics
+from .guards import MAX_ITEM_ID, MAX_LIMIT, MAX_NAME_CHARS, MAX_OFFSET
 from .settings import load
 
 settings = load()
@@ -51,18 +53,42 @@ async def lifespan(app: FastAPI):
 
 
 app = FastAPI(title="IOS API (reference)", version=settings.version, lifespan=lifespan)
+# Added innermost first: metrics (outermost) count what the client got, including the guards' 413 and 500.
+app.add_middleware(guards.CatchAllMiddleware)
+app.add_middleware(guards.BodyLimitMiddleware)
 app.add_middleware(metrics.MetricsMiddleware)
 
 
+@app.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field and why. The rejected input is not echoed back: it may be up to
+    MAX_BODY_BYTES, and an unpaired surrogate in it could not even be encoded as UTF-8."""
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+ItemId = Annotated[int, Path(ge=1, le=MAX_ITEM_ID, description="an item id (PostgreSQL bigint)")]
+
+
 class ItemIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    data: dict[str, Any] = {}
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS), AfterValidator(guards.check_text)]
+    data: Annotated[dict[str, Any], AfterValidator(guards.check_json)] = Field(
+        default_factory=dict, description=f"any JSON object: at most {guards.MAX_DATA_BYTES} bytes, "
+                                          f"{guards.MAX_DATA_DEPTH} levels deep, no NUL characters")
+
+
+NOT_FOUND = {404: {"description": "no item with this id"}}
+NOT_READY = {503: {"description": "a dependency does not answer"}}
 
 
 def _cache_key(item_id: int) -> str:
     return f"ios:item:{item_id}"
 
 
+# Load balancers probe with HEAD (the server sends the headers only). The HEAD route is registered after
+# the GET one so that a 405 on these paths still says `Allow: GET`.
+@app.head("/health")
 @app.get("/health")
 async def health() -> dict:
     """Liveness: the process serves requests. Dependencies are /ready's business."""
@@ -91,7 +117,8 @@ async def _check_elasticsearch() -> None:
         raise RuntimeError("cluster status red")
 
 
-@app.get("/ready")
+@app.head("/ready", responses=NOT_READY)
+@app.get("/ready", responses=NOT_READY)
 async def ready() -> JSONResponse:
     """Readiness: PostgreSQL, Redis and (when configured) Elasticsearch all answer."""
     checks = {"postgres": _check_postgres, "redis": _check_redis}
@@ -110,7 +137,7 @@ async def ready() -> JSONResponse:
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": results}, status_code=200 if ok else 503)
 
 
-@app.get("/metrics")
+@app.get("/metrics", response_class=PlainTextResponse)
 async def prometheus_metrics() -> Response:
     body, ctype = metrics.render()
     return Response(body, media_type=ctype)
@@ -130,16 +157,16 @@ async def create_item(item: ItemIn) -> dict:
 
 
 @app.get("/items")
-async def list_items(limit: int = 50, offset: int = 0) -> dict:
-    limit = max(1, min(limit, 500))
+async def list_items(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+                     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> dict:
     async with app.state.pool.connection() as conn:
         cur = await conn.execute("SELECT id, name, data, created_at, updated_at FROM items ORDER BY id "
-                                 "LIMIT %s OFFSET %s", (limit, max(0, offset)))
+                                 "LIMIT %s OFFSET %s", (limit, offset))
         return {"items": [_row(r) for r in await cur.fetchall()]}
 
 
-@app.get("/items/{item_id}")
-async def get_item(item_id: int, response: Response) -> dict:
+@app.get("/items/{item_id}", responses=NOT_FOUND)
+async def get_item(item_id: ItemId, response: Response) -> dict:
     key = _cache_key(item_id)
     try:
         cached: Optional[bytes] = await app.state.redis.get(key)
@@ -162,8 +189,8 @@ async def get_item(item_id: int, response: Response) -> dict:
     return item
 
 
-@app.put("/items/{item_id}")
-async def update_item(item_id: int, item: ItemIn) -> dict:
+@app.put("/items/{item_id}", responses=NOT_FOUND)
+async def update_item(item_id: ItemId, item: ItemIn) -> dict:
     async with app.state.pool.connection() as conn:
         cur = await conn.execute("UPDATE items SET name = %s, data = %s, updated_at = now() WHERE id = %s "
                                  "RETURNING id, name, data, created_at, updated_at",
@@ -175,8 +202,8 @@ async def update_item(item_id: int, item: ItemIn) -> dict:
     return _row(row)
 
 
-@app.delete("/items/{item_id}", status_code=204)
-async def delete_item(item_id: int) -> Response:
+@app.delete("/items/{item_id}", status_code=204, responses=NOT_FOUND)
+async def delete_item(item_id: ItemId) -> Response:
     async with app.state.pool.connection() as conn:
         cur = await conn.execute("DELETE FROM items WHERE id = %s", (item_id,))
     if cur.rowcount == 0:

@@ -11,6 +11,13 @@ REQUESTS = Counter("http_requests_total", "HTTP requests served", ["method", "ro
 LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 IN_FLIGHT = None  # gauges need a multiprocess mode; kept out on purpose (RED needs none)
+# The method label takes these values or "other": a server accepts any token as a method, and one label
+# value per invented method would grow the series without bound (each one a file sample per worker).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
 
 
 def render() -> tuple[bytes, str]:
@@ -22,7 +29,8 @@ def render() -> tuple[bytes, str]:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware: labels by the matched route template (bounded cardinality)."""
+    """Pure ASGI middleware: labels by the matched route template, a known method or "other", and the
+    status (bounded cardinality)."""
 
     def __init__(self, app):
         self.app = app
@@ -44,6 +52,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "<unmatched>"
-            labels = (scope["method"], path, str(status["code"]))
+            labels = (method_label(scope["method"]), path, str(status["code"]))
             REQUESTS.labels(*labels).inc()
             LATENCY.labels(*labels).observe(time.perf_counter() - start)

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..commands import promtool
 from ..commands import scan as cmd
@@ -46,6 +46,7 @@ class Outcome:
 class Ctx:
     root: Path
     runner: Runner
+    environ: Optional[Mapping[str, str]] = None  # None: os.environ (the scanners' settings, e.g. PIP_AUDIT_REQUIRED)
 
     def run(self, argv: Sequence[str]) -> Result:
         return self.runner.run([tool(argv[0]), *argv[1:]], mutating=False, check=False, cwd=self.root)
@@ -225,7 +226,26 @@ def run_checkov_k8s(ctx: Ctx, files: list[str]) -> tuple[list[str], str, str]:
     return findings, "ok", "; ".join(notes) or "no env has a Kubernetes overlay"
 
 
-def run_pip_audit(ctx: Ctx, files: list[str]) -> tuple[list[str], str, str]:
+# pip-audit needs a vulnerability service (PyPI's JSON API or OSV). Offline machines (this repository's own
+# test machines) have none, so by default a run that could not audit says UNAVAILABLE and passes; a runner
+# that has the network sets this, and then "could not audit" is a finding (fail closed).
+PIP_AUDIT_REQUIRED = "IOSOPS_PIP_AUDIT_REQUIRED"
+_YES, _NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def pip_audit_mode(environ: Optional[Mapping[str, str]] = None) -> tuple[bool, str]:
+    """(required, how the scan line names the mode); an unreadable value is bad input, not a guess."""
+    raw = (os.environ if environ is None else environ).get(PIP_AUDIT_REQUIRED)
+    value = (raw or "").strip().lower()
+    if value in _YES:
+        return True, f"required ({PIP_AUDIT_REQUIRED}={raw})"
+    if value in _NO:
+        return False, f"best-effort ({PIP_AUDIT_REQUIRED}={raw})" if raw else f"best-effort ({PIP_AUDIT_REQUIRED} unset)"
+    raise BadInput(f"{PIP_AUDIT_REQUIRED}={raw!r} is neither on nor off: set 1 where the runner reaches a vulnerability "
+                   "service (pip-audit must audit), 0 or unset on offline machines (UNAVAILABLE passes)")
+
+
+def _audit(ctx: Ctx, files: list[str]) -> tuple[list[str], str, str]:
     runs = [(".venv", cmd.pip_audit_env())] + [(f, cmd.pip_audit_requirements(f)) for f in files]
     findings, deps, skipped, errors = [], 0, 0, []
     for source, argv in runs:
@@ -248,6 +268,17 @@ def run_pip_audit(ctx: Ctx, files: list[str]) -> tuple[list[str], str, str]:
             "runner the same step audits")
     note = f"{deps} packages audited" + (f", {skipped} not on PyPI (local)" if skipped else "")
     return findings + errors, "ok", note
+
+
+def run_pip_audit(ctx: Ctx, files: list[str]) -> tuple[list[str], str, str]:
+    """Audit, then apply the mode: "could not audit" passes as UNAVAILABLE (best-effort) or is a finding
+    (required). The note starts with the mode, so the scan line says which one applied."""
+    required, mode = pip_audit_mode(getattr(ctx, "environ", None))
+    findings, status, note = _audit(ctx, files)
+    if status == "unavailable" and required:
+        return findings + [f"pip-audit could not audit, and {PIP_AUDIT_REQUIRED} says this runner must (give it "
+                           f"access to PyPI's JSON API or OSV; unset it only on offline machines): {note}"], "findings", mode
+    return findings, status, f"{mode}: {note}" if note else mode
 
 
 # -- the table -----------------------------------------------------------------------------------------
@@ -323,6 +354,8 @@ def run_one(ctx: Ctx, scanner: Scanner, all_files: list[str]) -> Outcome:
 def run_gate(gate: str, root: Path, runner: Runner, only: str = "", workers: int = 0) -> list[Outcome]:
     """Every scanner of the gate, concurrently (they are separate processes); results in table order."""
     scanners = pick(gate, only)
+    if any(s.name == "pip-audit" for s in scanners):
+        pip_audit_mode()  # a bad setting is exit 2 before any scanner runs
     files = repo_files(root, runner)
     ctx = Ctx(root, runner)
     workers = workers or min(len(scanners), max(2, (os.cpu_count() or 2) * 2))

@@ -29,7 +29,7 @@ from . import nginx as ng
 from .health import all_healthy, smoke, wait_ready, wait_service_healthy
 from .stackfiles import datastores_fingerprint, ops_image_for, write_stack_files
 from .switch import (active_colour, drain, error_window, latency_verdict, nginx_id, probe_all, remove_colour,
-                     switch)
+                     p95, split_p95, switch)
 from .target import (Target, check_image, check_ports, check_reachable, data_target, ensure_tls, targets,
                      web_targets)
 
@@ -281,7 +281,7 @@ def _switch_and_gate(env: Env, runner: Runner, web: list[Target], active: str, i
     elif total and errors / total > cfg.max_error_rate:
         why = f"{idle} answered {errors}/{total} requests with 5xx or not at all (> {cfg.max_error_rate:.1%})"
     else:
-        why = latency_verdict(cfg, p_before, p_after)
+        why = latency_verdict(cfg, p_before, split_p95(after))
     if why:
         for t in web:
             switch(t, active)
@@ -295,8 +295,6 @@ def _switch_and_gate(env: Env, runner: Runner, web: list[Target], active: str, i
 
 
 def _pooled_p95(results: list) -> Optional[float]:
-    from .switch import p95
-
     return p95([x for r in results for x in r.latencies])
 
 

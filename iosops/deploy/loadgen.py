@@ -1,4 +1,5 @@
-"""Bounded constant-rate HTTPS load against the local edge (127.0.0.1 only), for tests and benchmarks.
+"""Bounded constant-rate HTTPS load against the local edge (127.0.0.1) or the project's own SSH test hosts
+(network namespaces on 10.213.0.0/16, tests/netns_hosts.py), for tests and benchmarks.
 
 Every request opens its own connection (as many clients do), so a reload of nginx can never be blamed
 on a reused keep-alive connection the server already closed; what is counted is what a client sees:
@@ -7,12 +8,23 @@ a request fails when it gets no answer or an answer other than the expected stat
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
+
+
+TEST_HOSTS = ipaddress.ip_network("10.213.0.0/16")  # tests/netns_hosts.py SUBNET_PREFIX
+
+
+def _test_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in TEST_HOSTS
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -35,8 +47,8 @@ class Load:
     def __init__(self, port: int, path: str = "/items?limit=5", rate: float = 100.0, min_count: int = 2000,
                  max_count: int = 20000, max_seconds: float = 180.0, workers: int = 16, host: str = "127.0.0.1",
                  expect: int = 200):
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("load goes to loopback only")
+        if host not in ("127.0.0.1", "localhost", "::1") and not _test_host(host):
+            raise ValueError("load goes to loopback or the project's own test hosts (10.213.0.0/16) only")
         self.port, self.path, self.rate, self.host, self.expect = port, path, rate, host, expect
         self.min_count, self.max_count, self.max_seconds, self.workers = min_count, max_count, max_seconds, workers
         self.result = LoadResult()

@@ -143,13 +143,25 @@ def probe_all(ts: list[Target], count: int, seconds: float) -> list[ProbeResult]
         return list(pool.map(lambda t: probe(t, count, seconds), ts))
 
 
-def latency_verdict(env_deploy, before: Optional[float], after: Optional[float]) -> Optional[str]:
-    """None when the new colour's p95 is within max(ratio × old, old + slack); else why not."""
-    if before is None or after is None:
-        return None if after is not None else "no probe of the new colour was answered"
+def latency_verdict(env_deploy, before: Optional[float], halves: tuple[Optional[float], Optional[float]]) -> Optional[str]:
+    """None when the new colour's p95 is within max(ratio × old, old + slack) in either half of the window;
+    a regression must last the whole window (a cold worker's first request in the first half is not one)."""
+    first, second = halves
+    if first is None and second is None:
+        return "no probe of the new colour was answered"
+    if before is None:
+        return None
     limit = max(before * env_deploy.gate_max_latency_ratio, before + env_deploy.gate_latency_slack_ms / 1000)
-    if after > limit:
-        return (f"p95 latency {after * 1000:.0f} ms of the new colour > {limit * 1000:.0f} ms (old colour "
-                f"{before * 1000:.0f} ms × {env_deploy.gate_max_latency_ratio:g}, or + "
-                f"{env_deploy.gate_latency_slack_ms:g} ms)")
+    over = [p for p in halves if p is not None and p > limit]
+    if len(over) == len([p for p in halves if p is not None]):
+        return (f"p95 latency {min(over) * 1000:.0f} ms of the new colour (both halves of the window) > "
+                f"{limit * 1000:.0f} ms (old colour {before * 1000:.0f} ms × {env_deploy.gate_max_latency_ratio:g}, "
+                f"or + {env_deploy.gate_latency_slack_ms:g} ms)")
     return None
+
+
+def split_p95(results: list[ProbeResult]) -> tuple[Optional[float], Optional[float]]:
+    """p95 of the first and of the second half of every host's probes (in the order they were sent)."""
+    first = [x for r in results for x in r.latencies[:len(r.latencies) // 2]]
+    second = [x for r in results for x in r.latencies[len(r.latencies) // 2:]]
+    return p95(first), p95(second)

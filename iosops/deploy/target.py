@@ -3,7 +3,6 @@ colours; data: the datastores and the backup services), and the preflight checks
 before any host is touched."""
 from __future__ import annotations
 
-import os
 import socket
 import time
 from pathlib import Path, PurePosixPath
@@ -13,7 +12,8 @@ from ..commands import compose as cc
 from ..commands import docker as d
 from ..config import Env, HostCfg
 from ..errors import BadInput, IosopsError
-from ..runner import RemoteRunner, Runner, SSHHost
+from ..hosts.known_hosts import HostKeyRefused
+from ..runner import RemoteRunner, Runner
 
 class Target:
     """One host running the stack: this machine (the local runner) or an SSH host (a RemoteRunner)."""
@@ -99,11 +99,12 @@ class Target:
 def targets(env: Env, runner: Runner) -> list[Target]:
     hosts = env.cfg.hosts.hosts
     if env.cfg.target == "compose" and hosts:
-        out = []
+        from ..hosts.known_hosts import for_env
+        from ..hosts.ssh import remote_runner
+
+        out, known = [], for_env(env)
         for h in hosts:
-            key = str(env.path(os.path.expanduser(h.key_file))) if h.key_file else None
-            remote = RemoteRunner(runner, SSHHost(h.address, port=h.port, user=h.user, key_filename=key),
-                                  connect_timeout=env.cfg.hosts.connect_timeout_s)
+            remote = remote_runner(env, runner, h, known)  # host keys checked against the env's known_hosts
             out.append(Target(env, remote, PurePosixPath(env.cfg.deploy.project_dir or
                                                          f"{env.cfg.hosts.base_dir}/{env.cfg.stack.name}"), h))
         return out
@@ -137,6 +138,8 @@ def check_reachable(ts: list[Target]) -> None:
             continue
         try:
             t.runner.run(["true"], mutating=False)
+        except HostKeyRefused:  # unknown or changed host key: its own message
+            raise
         except IosopsError as exc:
             raise BadInput(f"host {t.name} is unreachable ({exc}); nothing was changed on any host") from None
 

@@ -46,8 +46,8 @@ def datastore_forward_rules(env: Env, host: Optional[HostCfg]) -> str:
     ports = f"{h.postgres_port}, {h.redis_port}"
     return ("    chain forward {\n"
             "        type filter hook forward priority -10; policy accept;\n"
-            f"        ct original proto-dst {{ {ports} }} ip saddr {{ {webs} }} accept\n"
-            f"        ct original proto-dst {{ {ports} }} drop\n"
+            f"        meta l4proto tcp ct original proto-dst {{ {ports} }} ip saddr {{ {webs} }} accept\n"
+            f"        meta l4proto tcp ct original proto-dst {{ {ports} }} drop\n"
             "    }\n")
 
 

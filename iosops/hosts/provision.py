@@ -14,8 +14,10 @@ from typing import Optional
 
 from ..config import Env, HostCfg
 from ..errors import BadInput, IosopsError
-from ..runner import RemoteRunner, Runner, SSHHost
+from ..runner import RemoteRunner, Runner
 from . import files as f
+from .known_hosts import HostKeyRefused, for_env
+from .ssh import remote_runner
 
 
 @dataclass
@@ -30,12 +32,8 @@ def remote_runners(env: Env, runner: Runner) -> list[RemoteRunner]:
     if not env.cfg.hosts.hosts:
         raise BadInput(f"env {env.name} has no SSH hosts; add hosts.hosts to envs/{env.name}.yaml "
                        "(address, port, user, key_file)")
-    out = []
-    for h in env.cfg.hosts.hosts:
-        key = str(env.path(__import__("os").path.expanduser(h.key_file))) if h.key_file else None
-        out.append(RemoteRunner(runner, SSHHost(h.address, port=h.port, user=h.user, key_filename=key),
-                                connect_timeout=env.cfg.hosts.connect_timeout_s))
-    return out
+    known = for_env(env)
+    return [remote_runner(env, runner, h, known) for h in env.cfg.hosts.hosts]
 
 
 def check_all_reachable(rs: list[RemoteRunner]) -> None:
@@ -44,6 +42,8 @@ def check_all_reachable(rs: list[RemoteRunner]) -> None:
             continue
         try:
             r.run(["true"], mutating=False)
+        except HostKeyRefused:
+            raise
         except IosopsError as exc:
             raise BadInput(f"host {r.host} is unreachable ({exc}); nothing was changed on any host") from None
 

@@ -1,7 +1,8 @@
 """`inv verify-hosts`: testinfra checks of every host of an env (and of the stack's containers).
 
 Runs after `inv provision` and inside every deploy before traffic switches; a failing check fails the
-run and is named. Compose envs with SSH hosts are checked over SSH (testinfra's paramiko backend);
+run and is named. Compose envs with SSH hosts are checked over SSH (testinfra's paramiko backend, the
+host key checked against the env's known_hosts file first: iosops.hosts.ssh);
 an env without hosts (local) checks this machine's stack containers (local backend).
 """
 from __future__ import annotations
@@ -202,23 +203,27 @@ def local_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
 
 
 def testinfra_hosts(env: Env) -> list[tuple[str, Any]]:
-    import testinfra
+    """A connected testinfra host per SSH host: every host key is checked (against the env's known_hosts
+    file) before any check runs, so an unknown or changed key is one BadInput, not a column of failures."""
+    from .known_hosts import HostKeyRefused, for_env
+    from .ssh import testinfra_host
 
+    known = for_env(env)
     out = []
     for h in env.cfg.hosts.hosts:
-        kwargs = {"ssh_identity_file": str(env.path(__import__("os").path.expanduser(h.key_file)))} if h.key_file else {}
-        out.append((f"{h.user}@{h.address}:{h.port}",
-                    testinfra.get_host(f"paramiko://{h.user}@{h.address}:{h.port}", timeout=env.cfg.hosts.connect_timeout_s,
-                                       **kwargs)))
+        host = testinfra_host(env, h, known)
+        try:
+            host.backend.client  # noqa: B018 - connect now (a cached property)
+        except HostKeyRefused:
+            raise
+        except Exception:  # nosec B110 # unreachable: each check then fails naming the error, as before
+            pass
+        out.append((f"{h.user}@{h.address}:{h.port}", host))
     return out
 
 
 def verify(env: Env, runner: Runner, colour: Optional[str] = None, raise_on_failure: bool = True) -> VerifyReport:
     """Run every check; raise OperationFailed naming the failed ones (unless raise_on_failure=False)."""
-    import logging
-
-    logging.getLogger("paramiko").setLevel(logging.ERROR)  # unknown test-host keys: not our output
-
     def run() -> VerifyReport:
         import testinfra
 

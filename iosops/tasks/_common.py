@@ -34,17 +34,22 @@ def task_env(env_name: Optional[str], overrides: Optional[Mapping] = None) -> It
 
 @contextmanager
 def mutating(task: str, env_name: Optional[str], args: Mapping[str, Any], *, dry_run: bool = False,
-             verbose: bool = False, as_json: bool = False, overrides: Optional[Mapping] = None) -> Iterator[tuple[Any, Any]]:
-    """Env + runner + (unless dry-run) the env lock and one audit line. Yields (env, runner)."""
+             verbose: bool = False, as_json: bool = False, overrides: Optional[Mapping] = None,
+             here: bool = False) -> Iterator[tuple[Any, Any]]:
+    """Env + runner + (unless dry-run) the env lock and one audit line. Yields (env, runner).
+
+    The lock and the log are the env's (on its data host for a compose env on SSH hosts); here=True for
+    tasks that act on this machine or a cluster only (up, down, images, k8s.*): this machine's state dir."""
     from iosops.config import load_env
     from iosops.errors import IosopsError
-    from iosops.ops import operation
+    from iosops.ops import operation, trail_for
     from iosops.runner import Runner
 
     try:
         env = load_env(env_name, overrides=overrides)
         runner = Runner(dry_run=dry_run, verbose=verbose, plan_to_stdout=not as_json)
-        with operation(env.state_dir, env.name, task, args, dry_run=dry_run, say=runner.info):
+        where = env.state_dir if dry_run else trail_for(env, here=here)
+        with operation(where, env.name, task, args, dry_run=dry_run, say=runner.info):
             yield env, runner
     except IosopsError as exc:
         raise fail(exc) from None

@@ -14,7 +14,12 @@ def _kubernetes():
     return k8s_deploy
 
 
-@task(help={"env": ENV_HELP, "tag": "Deploy this API image tag (default: build the current tree)",
+TAG_HELP = ("API image tag to deploy (the ops image of the same tag goes with it). Per target: local and compose "
+            "(SSH hosts): optional, default builds the current tree (short git sha, -dirty when changed) and "
+            "deploys that; kubernetes (prod): required, the tag `inv build --push` made (exit 2 without it)")
+
+
+@task(help={"env": ENV_HELP, "tag": TAG_HELP,
             "allow_destructive": "Allow migrations marked `-- iosops: destructive` (contract step)",
             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def deploy(c, env=None, tag="", allow_destructive=False, dry_run=False, json_=False):

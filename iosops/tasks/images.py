@@ -11,7 +11,7 @@ def offline(c, env=None, only="", dry_run=False, json_=False):
     from iosops.errors import BadInput
 
     keys = tuple(k.strip() for k in only.split(",") if k.strip())
-    with mutating("images.offline", env, {"only": only}, dry_run=dry_run, as_json=json_) as (e, runner):
+    with mutating("images.offline", env, {"only": only}, dry_run=dry_run, as_json=json_, here=True) as (e, runner):
         unknown = [k for k in keys if k not in DERIVED]
         if unknown:
             raise BadInput(f"--only: unknown image(s) {', '.join(unknown)}; known: {', '.join(DERIVED)}")
@@ -24,6 +24,33 @@ def offline(c, env=None, only="", dry_run=False, json_=False):
     lines.append(f"{len(built)} built, {len(outcomes) - len(built)} unchanged"
                  + ("" if built else ": nothing to do, every image matches its recipe"))
     emit([o.__dict__ for o in outcomes], json_, lines)
+
+
+@task(help={"tag": "The release to promote (required): the tag `inv build --push` made in --from-env",
+            "to_env": "Env whose registry receives the release (required), e.g. prod",
+            "from_env": "Env whose registry has the tested release (default: staging, where CI's build pushes)",
+            "dry_run": "Read both registries and print the exact copies; copy nothing", "json_": JSON_HELP})
+def promote(c, tag="", to_env="", from_env="staging", dry_run=False, json_=False):
+    """Copy a release (API + ops image of --tag) to another env's registry by digest, then verify the digests.
+
+    Registry to registry over the HTTP API (byte for byte, like skopeo copy: no Docker engine, no re-compression),
+    so --to-env runs exactly what --from-env tested. A destination tag holding another image is refused;
+    one already holding the same digest is "no change"."""
+    from iosops.build.promote import check_request, promote as do_promote, summary
+
+    from ._common import task_env
+
+    with task_env(from_env) as src:  # flags and the source env: bad input is exit 2 before the lock is taken
+        check_request(tag, to_env, src.name)
+    args = {"tag": tag, "from_env": from_env, "to_env": to_env}
+    with mutating("images.promote", to_env, args, dry_run=dry_run, as_json=json_) as (dst, runner):
+        result = do_promote(src, dst, runner, tag)
+    if dry_run:
+        plan = runner.plan()
+        emit({"plan": plan, **result.as_dict()}, json_,
+             [*summary(result), f"dry-run: {len(plan)} action(s) would run, nothing was copied"])
+        return
+    emit(result.as_dict(), json_, summary(result))
 
 
 @task(help={"env": ENV_HELP, "keep": "Keep this many newest tags of each repository (at least 1; default 3)",

@@ -70,7 +70,7 @@ def deploy(c, env=None, tag="", dry_run=False, json_=False, verbose=False):
     """Blue-green deploy: apply the idle colour, wait for its rollout, smoke-test it, switch traffic."""
     from iosops.k8s.deploy import deploy as run_deploy
 
-    with mutating("k8s.deploy", env, {"tag": tag}, dry_run=dry_run, verbose=verbose, as_json=json_) as (e, runner):
+    with mutating("k8s.deploy", env, {"tag": tag}, dry_run=dry_run, verbose=verbose, as_json=json_, here=True) as (e, runner):
         out = run_deploy(e, runner, tag)
     if dry_run:
         emit_plan(runner, json_)
@@ -83,7 +83,7 @@ def rollback(c, env=None, dry_run=False, json_=False, verbose=False):
     """Send traffic back to the previous colour (scaled up again first if the window had passed)."""
     from iosops.k8s.deploy import rollback as run_rollback
 
-    with mutating("k8s.rollback", env, {}, dry_run=dry_run, verbose=verbose, as_json=json_) as (e, runner):
+    with mutating("k8s.rollback", env, {}, dry_run=dry_run, verbose=verbose, as_json=json_, here=True) as (e, runner):
         out = run_rollback(e, runner)
     if dry_run:
         emit_plan(runner, json_)
@@ -97,7 +97,7 @@ def scale_down(c, env=None, force=False, dry_run=False, json_=False):
     """Scale the old (non-live) colour to 0 once the rollback window (k8s.rollback_window_s) has passed."""
     from iosops.k8s.deploy import scale_down as run_scale_down
 
-    with mutating("k8s.scale-down", env, {"force": force}, dry_run=dry_run, as_json=json_) as (e, runner):
+    with mutating("k8s.scale-down", env, {"force": force}, dry_run=dry_run, as_json=json_, here=True) as (e, runner):
         out = run_scale_down(e, runner, force=force)
     if dry_run:
         emit_plan(runner, json_)

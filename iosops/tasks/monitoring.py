@@ -36,7 +36,7 @@ def check(c, env=None, static_only=False, tag="", keep=False, dry_run=False, jso
 
     # The live part always runs on this machine: a throwaway copy of the local env's stack.
     with mutating("monitoring.check", "local", {"tag": tag, "keep": keep, "env": env}, dry_run=dry_run,
-                  as_json=json_) as (e, runner):
+                  as_json=json_, here=True) as (e, runner):
         build_offline(e, runner, MON_IMAGES)
         image = image_ref(e, tag) if tag else build_image(e, runner).image
         lreport = live.live_check(e, runner, image, keep=keep)
@@ -62,7 +62,7 @@ def up(c, env=None, tag="", dry_run=False, json_=False):
     from iosops.monitoring.stack import up as mon_up
     from iosops.stack.local import up as stack_up
 
-    with mutating("monitoring.up", env, {"tag": tag}, dry_run=dry_run, as_json=json_) as (e, runner):
+    with mutating("monitoring.up", env, {"tag": tag}, dry_run=dry_run, as_json=json_, here=True) as (e, runner):
         build_offline(e, runner, MON_IMAGES)
         image = image_ref(e, tag) if tag else build_image(e, runner).image
         stack = stack_up(e, runner, image)

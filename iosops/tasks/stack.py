@@ -11,7 +11,7 @@ def up(c, env=None, tag="", dry_run=False, json_=False):
     from iosops.build.offline import build_offline
     from iosops.stack.local import up as stack_up
 
-    with mutating("up", env, {"tag": tag}, dry_run=dry_run, as_json=json_) as (e, runner):
+    with mutating("up", env, {"tag": tag}, dry_run=dry_run, as_json=json_, here=True) as (e, runner):
         if tag:
             image = image_ref(e, tag)
         else:
@@ -32,7 +32,7 @@ def down(c, env=None, volumes=False, dry_run=False):
     """Stop and remove the local stack's containers and network (by label); data volumes are kept."""
     from iosops.stack.local import down as stack_down
 
-    with mutating("down", env, {"volumes": volumes}, dry_run=dry_run) as (e, runner):
+    with mutating("down", env, {"volumes": volumes}, dry_run=dry_run, here=True) as (e, runner):
         removed = stack_down(e, runner, volumes=volumes)
     if dry_run:
         emit_plan(runner, False)

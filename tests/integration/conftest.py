@@ -11,7 +11,8 @@ import pytest
 from iosops import dockerx
 from iosops.config import load_env
 from iosops.runner import Runner
-from tests.conftest import TEST_STATE, free_port
+from tests.conftest import ROOT, TEST_STATE, free_port
+from tests.integration.netns_fixtures import netns_hosts  # noqa: F401 - registers the session fixture
 
 TEST_LABELS = {"iosops.test": "1"}
 
@@ -117,6 +118,25 @@ def tag_release(src_api_ref: str, new_api_ref: str) -> None:
 def remove_release(api_ref: str) -> None:
     docker("rmi", api_ref)
     docker("rmi", ops_of(api_ref))
+
+
+def fault_image(api_ref: str, suffix: str = "faults") -> str:
+    """An image FROM `api_ref` that serves the same app plus GET /_test/fail, which always raises
+    (tests/integration/iosapi_faults.py): unhandled errors on demand, with no test hook in the shipped image.
+    Labelled iosops.test=1; the caller removes it (remove_release when it was tagged as a release)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    ref = f"{api_ref.rsplit(':', 1)[0]}:{suffix}-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as ctx:
+        shutil.copy(ROOT / "tests/integration/iosapi_faults.py", Path(ctx) / "iosapi_faults.py")
+        (Path(ctx) / "Dockerfile").write_text(
+            f"FROM {api_ref}\nCOPY iosapi_faults.py /app/iosapi_faults.py\n"
+            'CMD ["gunicorn", "--config", "/app/gunicorn.conf.py", "iosapi_faults:app"]\n')
+        built = docker("build", "--force-rm", "--label", "iosops.test=1", "--tag", ref, ctx)
+    assert built.returncode == 0, built.stderr[-2000:]
+    return ref
 
 
 @contextmanager

@@ -64,6 +64,7 @@ def test_ready_fails_when_redis_stops_and_recovers(stack, stack_env):
     try:
         resp = requests.get(f"{stack.url}/ready", timeout=10)
         assert resp.status_code == 503 and resp.json()["checks"]["redis"].startswith("fail")
+        assert requests.head(f"{stack.url}/ready", timeout=10).status_code == 503  # load balancers probe with HEAD
         assert requests.get(f"{stack.url}/health", timeout=5).status_code == 200  # liveness unaffected
     finally:
         docker("start", redis)

@@ -32,13 +32,16 @@ def registry(tmp_path):
     proc.wait(timeout=10)
 
 
-def test_push_to_local_registry_and_pull_back(api_image, registry):
+def test_push_to_local_registry_and_pull_back(api_image, registry, tmp_path):
     tag = f"push-{uuid.uuid4().hex[:6]}"
-    proc = run_inv("build", "--tag", tag, "--push", "--json", env={"IOSOPS_BUILD__REGISTRY": registry})
+    github_output = tmp_path / "github_output"  # as GitHub Actions sets it: the build job exports the tag
+    proc = run_inv("build", "--tag", tag, "--push", "--json",
+                   env={"IOSOPS_BUILD__REGISTRY": registry, "GITHUB_OUTPUT": str(github_output)})
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     ref = f"{registry}/iosops/api:{tag}"
     assert result["image"] == ref and result["pushed"] is True
+    assert github_output.read_text() == f"tag={tag}\nimage={ref}\nops_image={registry}/iosops/ops:{tag}\n"
     assert requests.get(f"http://{registry}/v2/iosops/api/tags/list", timeout=5).json()["tags"] == [tag]
     # the ops image of the same release goes with it
     assert requests.get(f"http://{registry}/v2/iosops/ops/tags/list", timeout=5).json()["tags"] == [tag]

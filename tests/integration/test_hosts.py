@@ -5,49 +5,54 @@ What a container cannot be, and the env says so (hosts.require_engine / hosts.sy
 Docker engine host (no privileged containers here) and a kernel whose parameters can be changed. The
 docker.io package (CLI and engine binaries) is installed and verified; the sysctl file is verified."""
 import json
+import os
 import subprocess
 import time
 import uuid
 
 import pytest
 
-from tests.conftest import free_port, run_inv
-from tests.integration.conftest import TEST_LABELS, docker
-
-
-def _start_host(key, name):
-    port = free_port()
-    labels = sum((["--label", f"{k}={v}"] for k, v in TEST_LABELS.items()), [])
-    run = docker("run", "-d", "--name", name, *labels, "--cap-add", "NET_ADMIN",
-                 "-e", f"SSH_AUTHORIZED_KEY={key.with_suffix('.pub').read_text().strip()}",
-                 "-p", f"127.0.0.1:{port}:22", "iosops/sshd-host:bookworm")
-    assert run.returncode == 0, run.stderr
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip() != "healthy":
-        time.sleep(0.3)
-    return port
+from tests.conftest import INV, ROOT, TEST_STATE, free_port, run_inv
+from tests.integration import sshhosts
+from tests.integration.conftest import docker
 
 
 @pytest.fixture(scope="module")
 def host_env(offline_images, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hosts")
-    key = tmp / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    key = sshhosts.new_client_key(tmp)
     name = f"iosops-itest-host-{uuid.uuid4().hex[:6]}"
-    port = _start_host(key, name)
-    hosts = [{"address": "127.0.0.1", "port": port, "user": "root", "key_file": str(key)}]
-    vars_ = {"IOSOPS_TARGET": "compose", "IOSOPS_HOSTS__HOSTS": json.dumps(hosts),
-             "IOSOPS_HOSTS__AUTHORIZED_KEY_FILE": str(key.with_suffix(".pub")),
-             "IOSOPS_HOSTS__REQUIRE_ENGINE": "false", "IOSOPS_HOSTS__SYSCTL_LIVE": "false",
-             "IOSOPS_STACK__NAME": f"iosops-itest-{uuid.uuid4().hex[:6]}"}
-    yield {"vars": vars_, "name": name, "port": port}
-    docker("rm", "-f", name)
+    try:
+        port = sshhosts.start_host(name, key, net_admin=True)
+        hosts = [{"address": "127.0.0.1", "port": port, "user": "root", "key_file": str(key)}]
+        stack = f"iosops-itest-{uuid.uuid4().hex[:6]}"
+        vars_ = {"IOSOPS_TARGET": "compose", "IOSOPS_HOSTS__HOSTS": json.dumps(hosts),
+                 "IOSOPS_HOSTS__AUTHORIZED_KEY_FILE": str(key.with_suffix(".pub")),
+                 "IOSOPS_HOSTS__REQUIRE_ENGINE": "false", "IOSOPS_HOSTS__SYSCTL_LIVE": "false",
+                 "IOSOPS_HOSTS__KNOWN_HOSTS_FILE": str(tmp / "known_hosts"), "IOSOPS_ACTOR": "itest@hosts",
+                 "IOSOPS_STACK__NAME": stack}
+        trusted = run_inv("hosts.trust", "--env", "staging", env=vars_)  # host keys are checked: trust first
+        assert trusted.returncode == 0 and "trusted" in trusted.stdout, trusted.stdout + trusted.stderr
+        yield {"vars": vars_, "name": name, "port": port, "dir": f"/srv/iosops/{stack}"}
+    finally:
+        sshhosts.remove(name)
 
 
 def test_provision_then_verify_then_idempotent(host_env):
-    first = run_inv("provision", "--env", "staging", "--json", env=host_env["vars"])
-    assert first.returncode == 0, first.stderr[-3000:]
-    out = json.loads(first.stdout)
+    # The env's lock is taken on the host (its data host) while provision runs: watch it appear there.
+    proc = subprocess.Popen([*INV, "provision", "--env", "staging", "--json"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "IOSOPS_STATE_DIR": str(TEST_STATE), **host_env["vars"]})
+    seen = ""
+    while proc.poll() is None and not seen:
+        seen = docker("exec", host_env["name"], "cat", f"{host_env['dir']}/lock/info.json").stdout
+        time.sleep(0.5)
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+    holder = json.loads(seen)
+    assert (holder["who"], holder["task"]) == ("itest@hosts", "provision") and holder["owner"], holder
+    assert docker("exec", host_env["name"], "test", "-e", f"{host_env['dir']}/lock").returncode == 1  # released
+    out = json.loads(stdout)
     changed = out["hosts"][0]["changed"]
     assert any(c.startswith("installed docker.io") for c in changed), changed
     assert any(c.startswith("created user deploy") for c in changed)
@@ -65,6 +70,16 @@ def test_provision_then_verify_then_idempotent(host_env):
     got = docker("exec", host_env["name"], "bash", "-c", "id -nG deploy; stat -c '%a %U' /srv/iosops; "
                  "nft list table inet iosops | grep -c 'policy drop'")
     assert got.stdout.split() == ["deploy", "docker", "750", "deploy", "1"], got.stdout
+
+    # Both runs have their audit line on the host, and `inv lock.audit` reads them there.
+    on_host = docker("exec", host_env["name"], "cat", f"{host_env['dir']}/audit.log").stdout.splitlines()
+    assert [(json.loads(l)["task"], json.loads(l)["outcome"]) for l in on_host] == [("provision", "ok")] * 2
+    audit = run_inv("lock.audit", "--env", "staging", "--json", env=host_env["vars"])
+    assert audit.returncode == 0, audit.stderr
+    assert [(r["task"], r["who"]) for r in json.loads(audit.stdout)] == [("provision", "itest@hosts")] * 2
+    here = run_inv("lock.audit", "--env", "staging", "--here", "--json", env={**host_env["vars"], "IOSOPS_STATE_DIR": str(
+        TEST_STATE / "empty-here")})
+    assert here.returncode == 0 and json.loads(here.stdout) == []  # nothing of it on this machine
 
 
 def test_verify_fails_naming_the_broken_check(host_env):

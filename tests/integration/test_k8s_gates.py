@@ -78,7 +78,7 @@ def test_objects(rendered):
     assert {o["metadata"]["name"] for o in by(objs, "Service")} >= {"ios-api", "ios-api-preview"}
     assert by(objs, "Service", "ios-api")[0]["spec"]["selector"]["app.kubernetes.io/color"] == "blue"
     assert by(objs, "Service", "ios-api-preview")[0]["spec"]["selector"]["app.kubernetes.io/color"] == "green"
-    assert len(by(objs, "PodDisruptionBudget")) == 5 and len(by(objs, "ConfigMap")) == 4
+    assert len(by(objs, "PodDisruptionBudget")) == 5 and len(by(objs, "ConfigMap")) == 5
     # No Secret values in the render: Secrets come from ExternalSecret (prod) or the deploy (staging).
     assert by(objs, "Secret") == []
     if env == "prod":

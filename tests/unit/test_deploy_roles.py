@@ -1,5 +1,6 @@
 """Web and data roles (hosts.hosts[*].roles): what each host of a split env is given — stack.env, the
 compose roles override (merged by the real docker-compose), the firewall — and where the flows act."""
+import json
 import shutil
 import subprocess
 from pathlib import PurePosixPath
@@ -76,8 +77,8 @@ def test_only_the_data_host_of_a_split_env_filters_its_datastore_ports(staging):
     web, data = by_role(staging)
     nft = hf.nftables_conf(staging, data.host)
     assert "hook forward priority -10" in nft
-    assert "ct original proto-dst { 5432, 6379 } ip saddr { app1.staging.ios.internal, app2.staging.ios.internal } accept" in nft
-    assert nft.index("accept\n        ct original proto-dst { 5432, 6379 } drop") > 0
+    assert "meta l4proto tcp ct original proto-dst { 5432, 6379 } ip saddr { app1.staging.ios.internal, app2.staging.ios.internal } accept" in nft
+    assert nft.index("accept\n        meta l4proto tcp ct original proto-dst { 5432, 6379 } drop") > 0
     assert "forward" not in hf.nftables_conf(staging, web[0].host)
     assert "forward" not in hf.nftables_conf(load_env("local", environ={}))
     assert hf.managed(staging, data.host)[hf.NFTABLES][0] == nft
@@ -90,3 +91,16 @@ def test_split_env_with_the_monitoring_profile_is_refused(staging):
     staging.cfg.deploy.profiles = ["monitoring"]
     with pytest.raises(BadInput, match="monitoring profile runs beside the stack on one host"):
         check_profiles(staging, targets(staging, Runner()))
+
+
+@pytest.mark.skipif(not shutil.which("nft"), reason="nft is not installed (scripts/bootstrap.sh installs nftables)")
+def test_every_rendered_firewall_parses_with_the_real_nft(tmp_path):
+    """`nft -c` (check only, nothing loaded) on what provision writes for each role of a split env."""
+    env = load_env("staging", environ={"IOSOPS_HOSTS__HOSTS": json.dumps([
+        {"address": "10.0.0.1", "roles": ["web"]}, {"address": "10.0.0.2", "roles": ["web"]},
+        {"address": "db.example", "private_address": "10.0.0.3", "roles": ["data"]}])})
+    for h in env.cfg.hosts.hosts:
+        f = tmp_path / f"{h.address}.nft"
+        f.write_text(hf.nftables_conf(env, h))
+        proc = subprocess.run(["nft", "-c", "-f", str(f)], capture_output=True, text=True)
+        assert proc.returncode == 0, (h.address, proc.stderr)

@@ -1,5 +1,6 @@
-"""The CI/CD pipeline, offline: the workflow's six stages, the Makefile's targets and .ci/run/README call
-exactly the expected `inv` commands, so the three cannot drift apart. (The workflow's schema is checked
+"""The CI/CD pipeline, offline: the workflow's seven stages, the Makefile's targets and .ci/run/README call
+exactly the expected `inv` commands, so the three cannot drift apart; and the tag the build job made is the
+one every later job ships (job outputs, not a rebuild or a missing --tag). (The workflow's schema is checked
 by `inv ci.lint`, scanner workflow-schema.)"""
 import re
 import shlex
@@ -8,18 +9,23 @@ import subprocess
 import yaml
 
 from iosops.ci.scan import SCANNERS, names
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_inv
 
 WORKFLOW = ROOT / ".github/workflows/ci-cd.yml"
-# stage (workflow job id == Makefile target) -> the one inv call it makes, in pipeline order
+# stage (workflow job id == Makefile target) -> the one inv call it makes, in pipeline order.
+# "$TAG" is the job's TAG env var (the build job's output) in the workflow, make's TAG=... on a laptop.
 STAGES = {
     "lint": "inv ci.lint",
     "test": "inv ci.test",
     "scan": "inv ci.scan",
     "build": "inv build --push",
-    "deploy-staging": "inv deploy --env staging",
-    "deploy-prod": "inv deploy --env prod",
+    "deploy-staging": 'inv deploy --env staging --tag "$TAG"',
+    "promote-prod": 'inv images.promote --tag "$TAG" --from-env staging --to-env prod',
+    "deploy-prod": 'inv deploy --env prod --tag "$TAG"',
 }
+# The jobs that ship the build's release: each gets the tag from the build job's outputs.
+RELEASE = ("deploy-staging", "promote-prod", "deploy-prod")
+TAG_FROM_BUILD = "${{ needs.build.outputs.tag }}"
 INV_CALL = re.compile(r"^(?:\.venv/bin/)?inv\b")
 
 
@@ -32,15 +38,24 @@ def _workflow() -> dict:
     return yaml.safe_load(WORKFLOW.read_text())
 
 
+def _needs(job: dict) -> list[str]:
+    needs = job.get("needs", [])
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
 def _make_targets() -> list[str]:
     return re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), flags=re.M)
 
 
-def _make_dry_run(target: str) -> list[str]:
+def _make_dry_run(target: str, *variables: str, check: bool = True) -> subprocess.CompletedProcess:
     """What make itself would run for TARGET (make -n), with the inv path set to plain `inv`."""
-    proc = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), target, "INV=inv"],
-                          capture_output=True, text=True, check=True)
-    return proc.stdout.strip().splitlines()
+    return subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), target, "INV=inv", *variables],
+                          capture_output=True, text=True, check=check)
+
+
+def _argv(command: str, tag: str) -> list[str]:
+    """A stage's command as the argv the shell would pass, with $TAG expanded to TAG."""
+    return [tag if a == "$TAG" else a for a in shlex.split(command)]
 
 
 def test_every_stage_is_one_job_making_exactly_its_inv_call():
@@ -52,6 +67,8 @@ def test_every_stage_is_one_job_making_exactly_its_inv_call():
         assert inv_calls == [expected], job_id
         # the only other step is the machine setup, the same one a laptop runs
         assert [r for r in runs if not _inv(r).startswith("inv ")] == ["./scripts/bootstrap.sh"], job_id
+        # no ${{ }} expression is spliced into a command line (script injection): values arrive as env vars
+        assert all("${{" not in r for r in runs), job_id
 
 
 def test_stages_are_chained_in_order_and_only_main_builds_and_deploys():
@@ -59,8 +76,54 @@ def test_stages_are_chained_in_order_and_only_main_builds_and_deploys():
     order = list(STAGES)
     assert "needs" not in jobs["lint"]
     for prev, job_id in zip(order, order[1:], strict=False):
-        assert jobs[job_id]["needs"] == prev
+        needs = _needs(jobs[job_id])
+        assert prev in needs, job_id
+        # besides its predecessor a job may only need the build (for the tag output)
+        assert set(needs) <= {prev, "build"}, job_id
     assert "refs/heads/main" in jobs["build"]["if"] and "push" in jobs["build"]["if"]
+
+
+def test_the_tag_the_build_made_flows_to_staging_promotion_and_prod():
+    """The bug this guards: `inv deploy --env prod` without --tag exits 2 on a Kubernetes env ("image tag
+    missing"), and staging without --tag rebuilt the tree on its runner instead of shipping the build."""
+    jobs = _workflow()["jobs"]
+    build = jobs["build"]
+    # the build job exports what its `inv build --push` step wrote to $GITHUB_OUTPUT
+    (step,) = [s for s in build["steps"] if _inv(s.get("run", "")) == STAGES["build"]]
+    assert build["outputs"] == {"tag": f"${{{{ steps.{step['id']}.outputs.tag }}}}"}
+    for job_id in RELEASE:
+        job = jobs[job_id]
+        # `needs` carries outputs of direct dependencies only: the build must be one of them
+        assert "build" in _needs(job), job_id
+        assert job["env"]["TAG"] == TAG_FROM_BUILD, job_id
+        (run,) = [_inv(s["run"]) for s in job["steps"] if _inv(s.get("run", "")).startswith("inv ")]
+        argv = shlex.split(run)
+        assert argv[argv.index("--tag") + 1] == "$TAG", job_id
+    # prod deploys only what was promoted into its registry, and promotion only what staging deployed
+    assert "promote-prod" in _needs(jobs["deploy-prod"]) and "deploy-staging" in _needs(jobs["promote-prod"])
+    assert jobs["promote-prod"]["runs-on"] == jobs["deploy-prod"]["runs-on"] == ["self-hosted", "ios-prod"]
+
+
+def test_without_a_tag_the_prod_deploy_is_refused_as_bad_input():
+    """What CI hit before: prod is a Kubernetes target, so a deploy needs the release's tag."""
+    proc = run_inv("deploy", "--env", "prod", "--dry-run")
+    assert proc.returncode == 2 and "image tag missing: pass --tag" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_deploy_tag_help_says_what_happens_per_target():
+    proc = run_inv("--help", "deploy")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())  # invoke wraps help text
+    assert "default: build the current tree)" not in text  # the old, false-for-Kubernetes claim
+    assert "local and compose (SSH hosts): optional, default builds the current tree" in text
+    assert "kubernetes (prod): required, the tag `inv build --push` made (exit 2 without it)" in text
+
+
+def test_scan_job_requires_pip_audit_to_audit():
+    # hosted runners reach the vulnerability services; offline machines (this one, .ci/run) do not set it
+    assert _workflow()["jobs"]["scan"]["env"]["IOSOPS_PIP_AUDIT_REQUIRED"] == "1"
+    assert "IOSOPS_PIP_AUDIT_REQUIRED" not in (ROOT / ".ci/run").read_text()
 
 
 def test_deploys_are_serialised_per_env_and_prod_waits_for_approval():
@@ -96,12 +159,22 @@ def test_actions_are_pinned_to_a_commit():
 
 def test_makefile_targets_map_one_to_one_onto_the_stages():
     assert _make_targets() == ["bootstrap", *STAGES]
-    assert _make_dry_run("bootstrap") == ["./scripts/bootstrap.sh"]
+    assert _make_dry_run("bootstrap").stdout.splitlines() == ["./scripts/bootstrap.sh"]
     for target, expected in STAGES.items():
-        assert _make_dry_run(target) == [expected], target
+        out = _make_dry_run(target, "TAG=t-123").stdout.splitlines()
+        assert len(out) == 1 and shlex.split(out[0]) == _argv(expected, "t-123"), target
     # by default a target uses the checkout's .venv, like the workflow's steps
     assert subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), "scan"], capture_output=True, text=True,
                           check=True).stdout.splitlines()[-1] == ".venv/bin/inv ci.scan"
+
+
+def test_make_refuses_prod_targets_without_a_tag_and_staging_builds_the_tree():
+    for target in ("promote-prod", "deploy-prod"):
+        proc = _make_dry_run(target, check=False)
+        assert proc.returncode == 2 and proc.stdout == "", target  # nothing would run
+        assert f"make {target}: TAG is required" in proc.stderr, proc.stderr
+    # a laptop's `make deploy-staging` (compose hosts) may still build and deploy the current tree
+    assert _make_dry_run("deploy-staging").stdout.splitlines() == ["inv deploy --env staging"]
 
 
 def test_ci_run_runs_the_readme_test_command_verbatim():

@@ -119,8 +119,8 @@ class FakeCtx:
     """Replays pip-audit reports by argv (a fake runner for the pure decision; the real run is in
     tests/integration/test_scan_gate.py)."""
 
-    def __init__(self, by_flag):
-        self.by_flag, self.root = by_flag, ROOT
+    def __init__(self, by_flag, environ=None):
+        self.by_flag, self.root, self.environ = by_flag, ROOT, {} if environ is None else environ
 
     def run(self, argv):
         return self.by_flag["--local" if "--local" in argv else "--requirement"]
@@ -131,6 +131,7 @@ def test_pip_audit_that_could_not_reach_a_vulnerability_service_says_so_and_why(
     findings, status, note = scan.run_pip_audit(FakeCtx({"--local": skipped, "--requirement": skipped}),
                                                 ["app/requirements.txt"])
     assert (findings, status) == ([], "unavailable") and "nothing audited" in note
+    assert note.startswith("best-effort (IOSOPS_PIP_AUDIT_REQUIRED unset): ")
     offline = res("", rc=1, stderr="requests.exceptions.ConnectionError: Max retries exceeded")
     findings, status, note = scan.run_pip_audit(FakeCtx({"--local": offline, "--requirement": offline}), [])
     assert (findings, status) == ([], "unavailable") and "Max retries" in note
@@ -141,7 +142,51 @@ def test_pip_audit_that_audited_reports_vulnerabilities():
     vuln = res({"dependencies": [{"name": "b", "version": "2", "vulns": [{"id": "PYSEC-1", "fix_versions": []}]}]}, rc=1)
     findings, status, note = scan.run_pip_audit(FakeCtx({"--local": ok, "--requirement": vuln}), ["app/requirements.txt"])
     assert findings == ["app/requirements.txt: b==2 PYSEC-1 (fixed in -)"] and status == "ok"
-    assert note == "3 packages audited, 1 not on PyPI (local)"
+    assert note == "best-effort (IOSOPS_PIP_AUDIT_REQUIRED unset): 3 packages audited, 1 not on PyPI (local)"
+
+
+SKIPPED_ALL = res({"dependencies": [{"name": n, "skip_reason": f"Dependency not found on PyPI: {n}"} for n in "abc"]})
+OFFLINE = res("", rc=1, stderr="requests.exceptions.ConnectionError: Max retries exceeded")
+
+
+@pytest.mark.parametrize("report", [SKIPPED_ALL, OFFLINE], ids=["nothing-audited", "no-service"])
+def test_pip_audit_required_fails_closed_when_it_could_not_audit(report):
+    ctx = FakeCtx({"--local": report, "--requirement": report}, {"IOSOPS_PIP_AUDIT_REQUIRED": "1"})
+    findings, status, note = scan.run_pip_audit(ctx, ["app/requirements.txt"])
+    assert status == "findings" and note == "required (IOSOPS_PIP_AUDIT_REQUIRED=1)"
+    assert len(findings) == 1 and findings[0].startswith(
+        "pip-audit could not audit, and IOSOPS_PIP_AUDIT_REQUIRED says this runner must")
+    # the gate's line: FAIL, the mode, and why it could not audit
+    out = scan.run_one(ctx, next(s for s in scan.SCANNERS if s.name == "pip-audit"), ["app/requirements.txt"])
+    line, finding = scan.summary_lines([out])
+    assert "1 findings" in line and line.endswith("FAIL  (required (IOSOPS_PIP_AUDIT_REQUIRED=1))")
+    assert ("nothing audited" in finding) or ("Max retries" in finding)
+
+
+def test_pip_audit_required_passes_when_it_audited():
+    ok = res({"dependencies": [{"name": "a", "version": "1", "vulns": []}]})
+    findings, status, note = scan.run_pip_audit(FakeCtx({"--local": ok, "--requirement": ok},
+                                                        {"IOSOPS_PIP_AUDIT_REQUIRED": "true"}), ["app/requirements.txt"])
+    assert (findings, status, note) == ([], "ok", "required (IOSOPS_PIP_AUDIT_REQUIRED=true): 2 packages audited")
+
+
+@pytest.mark.parametrize("value,required,mode", [
+    (None, False, "best-effort (IOSOPS_PIP_AUDIT_REQUIRED unset)"),
+    ("", False, "best-effort (IOSOPS_PIP_AUDIT_REQUIRED unset)"),
+    ("0", False, "best-effort (IOSOPS_PIP_AUDIT_REQUIRED=0)"),
+    ("no", False, "best-effort (IOSOPS_PIP_AUDIT_REQUIRED=no)"),
+    ("1", True, "required (IOSOPS_PIP_AUDIT_REQUIRED=1)"),
+    ("YES", True, "required (IOSOPS_PIP_AUDIT_REQUIRED=YES)"),
+])
+def test_pip_audit_mode_is_read_from_one_explicit_setting(value, required, mode):
+    # CI=true alone changes nothing: .ci/run sets it on offline machines too
+    environ = {"CI": "true"} | ({} if value is None else {"IOSOPS_PIP_AUDIT_REQUIRED": value})
+    assert scan.pip_audit_mode(environ) == (required, mode)
+
+
+def test_pip_audit_mode_that_is_neither_on_nor_off_is_bad_input():
+    with pytest.raises(BadInput, match="IOSOPS_PIP_AUDIT_REQUIRED='maybe' is neither on nor off"):
+        scan.pip_audit_mode({"IOSOPS_PIP_AUDIT_REQUIRED": "maybe"})
 
 
 def test_only_picks_from_the_gate_and_rejects_unknown_names():
@@ -158,3 +203,12 @@ def test_summary_lists_each_scanner_and_its_findings():
         "bandit        2 files    1 findings     1.5s  FAIL",
         "    a.py:1 B602 x",
         "pip-audit     1 files    0 findings     2.0s  UNAVAILABLE  (why)"]
+
+
+def test_ci_scan_with_an_unreadable_pip_audit_setting_is_one_line_exit_2_before_scanning():
+    from tests.conftest import run_inv
+
+    proc = run_inv("ci.scan", "--only", "pip-audit", env={"IOSOPS_PIP_AUDIT_REQUIRED": "maybe"})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: IOSOPS_PIP_AUDIT_REQUIRED='maybe'")
+    assert proc.stdout == ""  # no scanner ran
