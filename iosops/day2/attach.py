@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Callable, Optional, Sequence
 
-from ..errors import OperationFailed
+from ..errors import IosopsError, OperationFailed
 from ..runner import Arg, RemoteRunner, Runner, display, remote_command, reveal
 from ..secrets import redact
 
@@ -110,6 +110,8 @@ def interactive(runner: Runner, argv: Sequence[Arg]) -> int:
         if isinstance(runner, RemoteRunner):
             try:
                 res = runner.connection().run(remote_command(argv), pty=True, warn=True)
+            except IosopsError:  # an unknown or changed host key: already one clear line
+                raise
             except Exception as exc:  # paramiko/socket errors: name the host, not a traceback
                 raise OperationFailed(f"ssh {runner.host}: {type(exc).__name__}: {redact(str(exc))}") from None
             return res.return_code

@@ -3,12 +3,12 @@ host, the host's deploy state, the env's lock holder."""
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 from ..commands import docker as d
 from ..config import Env
 from ..deploy.target import Target, targets
-from ..errors import BadInput
+from ..errors import BadInput, IosopsError
+from ..ops import trail_for
 from ..runner import Runner
 from .probes import Container, parse_ps
 
@@ -75,8 +75,17 @@ def state_of(t: Target) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def lock_holder(env: Env) -> Optional[dict]:
-    """Who holds the env's lock (None: free)."""
-    from ..ops import EnvLock
-
-    return EnvLock(env.state_dir, env.name).holder()
+def lock(env: Env) -> dict:
+    """The env's lock where it lives (on the data host for an env on SSH hosts, else this machine):
+    {"holder": None (free) | {} (held, holder unknown) | {who, since, task, ...}, "at": where}; a lock that
+    cannot be read is {"error": why} (status still reports the hosts)."""
+    try:
+        trail = trail_for(env)
+    except IosopsError as exc:
+        return {"holder": None, "at": "", "error": str(exc)}
+    try:
+        return {"holder": trail.lock.holder(), "at": trail.lock.where}
+    except IosopsError as exc:
+        return {"holder": None, "at": trail.lock.where, "error": str(exc)}
+    finally:
+        trail.close()

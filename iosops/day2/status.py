@@ -14,7 +14,7 @@ from ..deploy.switch import active_colour
 from ..deploy.target import Target
 from ..errors import IosopsError
 from ..runner import Runner
-from .common import containers, hosts, k8s_cfg, kubernetes, lock_holder, state_of
+from .common import containers, hosts, k8s_cfg, kubernetes, lock, state_of
 from .probes import COLOURS, Container, parse_k8s_status
 
 SIDECARS = ("walstream",)
@@ -81,7 +81,7 @@ def host_status(t: Target, want_replicas: int) -> dict[str, Any]:
 def compose_status(env: Env, runner: Runner) -> dict[str, Any]:
     ts = hosts(env, runner)
     rows = [host_status(t, env.cfg.deploy.replicas) for t in ts]
-    return {"env": env.name, "target": env.cfg.target, "lock": lock_holder(env), "hosts": rows,
+    return {"env": env.name, "target": env.cfg.target, "lock": lock(env), "hosts": rows,
             "ok": all(not h["problems"] for h in rows)}
 
 
@@ -100,7 +100,7 @@ def k8s_status(env: Env, runner: Runner) -> dict[str, Any]:
     if st["live"] is None:
         problems.append(f"service {API} selects no colour (nothing deployed yet?)")
     return {"env": env.name, "target": "kubernetes", "context": cfg.context, "namespace": cfg.namespace,
-            "lock": lock_holder(env), **st, "problems": problems, "ok": not problems}
+            "lock": lock(env), **st, "problems": problems, "ok": not problems}
 
 
 def status(env: Env, runner: Runner) -> dict[str, Any]:
@@ -116,9 +116,17 @@ def _health(r: dict) -> str:
 
 
 def lines(data: dict[str, Any]) -> list[str]:
-    lock = data.get("lock")
-    head = (f"env {data['env']} ({data['target']}) · lock: "
-            + (f"held by {lock.get('who')} since {lock.get('since')} running `{lock.get('task')}`" if lock else "free"))
+    lk = data.get("lock") or {}
+    h = lk.get("holder")
+    if lk.get("error"):
+        said = f"unknown ({lk['error']})"
+    elif h is None:
+        said = "free"
+    elif not h:
+        said = f"held, holder unknown ({lk['at']})"
+    else:
+        said = f"held by {h.get('who')} since {h.get('since')} running `{h.get('task')}` ({lk['at']})"
+    head = f"env {data['env']} ({data['target']}) · lock: {said}"
     out = [head]
     if data["target"] == "kubernetes":
         ann = data.get("annotations", {})

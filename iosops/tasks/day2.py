@@ -18,11 +18,24 @@ def _remainder() -> list[str]:
 
 
 def _audit(e, task_name: str, args: dict, rc: int) -> None:
-    """One audit line for a command run by hand in the stack (no lock: it must work during a stuck deploy)."""
-    from iosops.ops import AuditLog, clean_args, new_run_id, now_iso, who
+    """One audit line, in the env's log (on its data host for SSH hosts), for a command run by hand in the
+    stack; no lock: it must work during a stuck deploy. A log that cannot be written is a warning (the
+    command has run), with the line itself."""
+    from iosops.commands.lock import audit_line
+    from iosops.errors import IosopsError
+    from iosops.ops import clean_args, new_run_id, now_iso, trail_for, who
 
-    AuditLog(e.state_dir).append({"ts": now_iso(), "run": new_run_id(), "who": who(), "env": e.name, "task": task_name,
-                                  "args": clean_args(args), "outcome": "ok" if rc == 0 else "failed", "exit_code": rc})
+    record = {"ts": now_iso(), "run": new_run_id(), "who": who(), "env": e.name, "task": task_name,
+              "args": clean_args(args), "outcome": "ok" if rc == 0 else "failed", "exit_code": rc}
+    trail = None
+    try:
+        trail = trail_for(e)
+        trail.audit.append(record)
+    except IosopsError as exc:
+        print(f"warning: the audit line could not be written ({exc}); it was: {audit_line(record)}", file=sys.stderr)
+    finally:
+        if trail is not None:
+            trail.close()
 
 
 def _passthrough(ran) -> None:

@@ -63,7 +63,7 @@ def test_status_shows_the_live_colour_and_healthy_replicas(st):
     assert {k: v["healthy"] for k, v in h["datastores"].items()} == {"postgres": 1, "redis": 1}
     assert h["walstream"]["healthy"] == 1
     assert h["last_deploy"]["by"] == "itest@day2" and h["last_deploy"]["release"] == st["api"].rsplit(":", 1)[1]
-    assert data["lock"] is None and data["ok"], data
+    assert data["lock"]["holder"] is None and data["ok"], data
     text = inv(st, "status", "--env", "local")
     assert text.returncode == 0 and "live colour: blue" in text.stdout and "problems: none" in text.stdout
 

@@ -10,11 +10,11 @@ import pytest
 
 from iosops.commands import pg
 from iosops.config import load_env
-from iosops.day2 import console, edge, images, logs, status
+from iosops.day2 import common, console, edge, images, logs, status
 from iosops.day2.probes import Since
 from iosops.deploy import maintenance as mt
 from iosops.errors import BadInput, OperationFailed
-from iosops.ops import EnvLock
+from iosops.ops import local_trail
 from iosops.runner import Result, Runner
 from tests.unit.test_stack_backup_plan import SENTINELS
 
@@ -131,6 +131,9 @@ class Fleet:
 def staging(monkeypatch, tmp_path):
     for k, v in SENTINELS.items():
         monkeypatch.setenv(k, v)
+    # The env's lock lives on its data host (iosops.hosts.trail, over its own SSH connection): here a lock
+    # file of the same interface stands in for it.
+    monkeypatch.setattr(common, "trail_for", lambda env, here=False: local_trail(tmp_path, env.name))
     return load_env("staging", environ={"IOSOPS_STATE_DIR": str(tmp_path)})
 
 
@@ -141,9 +144,9 @@ def quiet(fleet, dry_run=False):
 # -- status --------------------------------------------------------------------------------------------------
 def test_status_reads_every_host_by_its_role_and_names_the_lock_holder(staging):
     fleet = Fleet()
-    EnvLock(staging.state_dir, "staging").acquire("deploy", "release v3")
+    local_trail(staging.state_dir, "staging").lock.acquire("deploy", "release v3")
     data = status.status(staging, quiet(fleet))
-    assert data["lock"]["task"] == "deploy"
+    assert data["lock"]["holder"]["task"] == "deploy" and data["lock"]["at"].endswith("locks/staging.lock")
     app1, app2, db1 = data["hosts"]
     assert (app1["host"], app1["roles"], db1["roles"]) == (APP1, ["web"], ["data"])
     assert app1["active"] == "green" and app1["previous"] == "blue" and app1["maintenance"] is False
@@ -172,6 +175,27 @@ def test_status_reports_an_unreachable_host_and_an_unhealthy_live_colour_and_sti
     assert app1["problems"] == ["api-green (live): 1/2 replicas healthy"]
     assert app2["reachable"] is False and "Unable to connect" in app2["problems"][0]
     assert db1["problems"] == ["redis is starting"] and not data["ok"]
+    assert data["lock"] == {"holder": None, "at": data["lock"]["at"]}  # free
+
+
+def test_status_says_when_the_lock_cannot_be_read(staging, monkeypatch):
+    from iosops.errors import OperationFailed as Failed
+
+    class Unreadable:
+        where = f"{DB1}:{DIR}/lock"
+
+        def holder(self):
+            raise Failed(f"env staging: could not read the lock on its data host {DB1}: timed out")
+
+    class Trail:
+        lock = Unreadable()
+
+        def close(self):
+            pass
+    monkeypatch.setattr(common, "trail_for", lambda env, here=False: Trail())
+    data = status.status(staging, quiet(Fleet()))
+    assert data["lock"]["error"].endswith("timed out") and len(data["hosts"]) == 3
+    assert "lock: unknown (env staging: could not read the lock" in status.lines(data)[0]
 
 
 # -- logs ----------------------------------------------------------------------------------------------------
