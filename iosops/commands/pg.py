@@ -127,3 +127,16 @@ def parse_password_check(rc: int, output: str) -> str:
     if "password authentication failed" in text or "28p01" in text:
         return "mismatch"
     return "unknown"
+
+
+# psql inside the PostgreSQL container as the app's role, over TCP to itself with the password read from
+# the container's secret file (POSTGRES_PASSWORD_FILE, set in compose and on Kubernetes): the password is
+# in no argv and no environment of the caller, only in psql's own environment inside the container.
+PSQL_IN_CONTAINER = ('u=$1 d=$2; shift 2; PGPASSWORD=$(cat "$POSTGRES_PASSWORD_FILE") || exit 2; export PGPASSWORD; '
+                     'exec psql -h 127.0.0.1 -U "$u" -d "$d" "$@"')
+
+
+def psql_in_container(user: str, dbname: str, sql: Optional[str] = None) -> list[str]:
+    """An interactive psql (sql None) or one statement (-c, stops at the first error, no ~/.psqlrc)."""
+    extra = ["-X", "-v", "ON_ERROR_STOP=1", "-c", sql] if sql is not None else []
+    return ["sh", "-c", PSQL_IN_CONTAINER, "psql", user, dbname, *extra]

@@ -51,3 +51,35 @@ def promote(c, tag="", to_env="", from_env="staging", dry_run=False, json_=False
              [*summary(result), f"dry-run: {len(plan)} action(s) would run, nothing was copied"])
         return
     emit(result.as_dict(), json_, summary(result))
+
+
+@task(help={"env": ENV_HELP, "keep": "Keep this many newest tags of each repository (at least 1; default 3)",
+            "dry_run": DRY_HELP, "json_": JSON_HELP})
+def prune(c, env=None, keep=3, dry_run=False, json_=False):
+    """Remove old API and ops image tags on every host; never one a container uses or state.json names (live, rollback)."""
+    from invoke.exceptions import Exit
+
+    from iosops.day2.images import prune as do_prune
+    from iosops.errors import BadInput
+
+    from ._common import fail
+
+    if int(keep) < 1:
+        raise fail(BadInput(f"--keep {keep}: keep at least 1 image per repository; nothing was removed"))
+    with mutating("images.prune", env, {"keep": int(keep)}, dry_run=dry_run, as_json=json_) as (e, runner):
+        out = do_prune(e, runner, int(keep))
+    verb = "would remove" if dry_run else "removed"
+    lines = []
+    for h in out:
+        lines += [f"[{h.host}] {verb} {ref}" for ref in h.removed]
+        lines += [f"[{h.host}] kept {k['ref']} ({k['why']})" for k in h.kept]
+        lines += [f"[{h.host}] FAILED to remove {f['ref']}: {f['error']}" for f in h.failed]
+        if not h.removed and not h.failed:
+            lines.append(f"[{h.host}] no change: nothing to prune (keep {keep})")
+    data = {"dry_run": dry_run, "hosts": [h.as_dict() for h in out]}
+    if dry_run:
+        data["plan"] = runner.plan()
+    emit(data, json_, lines)
+    failed = [f"{h.host}: {f['ref']}" for h in out for f in h.failed]
+    if failed:
+        raise Exit(f"error: images.prune: {len(failed)} image(s) could not be removed ({', '.join(failed)})", code=1)
