@@ -227,13 +227,21 @@ def build_offline(env: Env, runner: Runner, only: tuple[str, ...] = (), refresh:
     return outcomes
 
 
-def check_stale(env: Env, runner: Runner, only: tuple[str, ...] = ()) -> list[ImageStatus]:
-    """Each image's recorded package set against the archive (read on this machine, once per run)."""
+def check_stale(env: Env, runner: Runner, only: tuple[str, ...] = (), refs: tuple[str, ...] = ()) -> list[ImageStatus]:
+    """Each offline image's recorded package set (all, or those in `only`) against the archive, read on this
+    machine once per run. `refs`: any other images (e.g. the API and ops images), checked by the package set
+    read from their own dpkg status: a label there may be inherited from the base and would under-report."""
+    from ..errors import BadInput
+
     api = dockerx.client(env.cfg.docker.host, env.cfg.docker.timeout_s).api
     archive = Archive(env.cfg.offline, runner)
     out = []
+    for ref in refs:
+        cur = _current(api, ref)
+        if cur.id is None:
+            raise BadInput(f"--image {ref}: no such image on this engine")
     for key in KEYS:
-        if only and key not in only:
+        if (only and key not in only) or (refs and not only):
             continue
         ref = getattr(env.cfg.images, key)
         cur = _current(api, ref)
@@ -245,8 +253,16 @@ def check_stale(env: Env, runner: Runner, only: tuple[str, ...] = ()) -> list[Im
         except debpkg.LabelProblem as exc:
             out.append(ImageStatus(key, ref, "unlabelled", reason=f"{exc}: `inv images.offline` rebuilds it"))
             continue
-        updates = debpkg.updates_for(installed, archive.available(cur.arch))
-        out.append(ImageStatus(key, ref, "stale" if updates else "fresh", len(installed), updates,
-                               f"{len(updates)} of {len(installed)} packages have updates" if updates
-                               else f"all {len(installed)} packages at the archive's newest version"))
+        out.append(_status(key, ref, installed, archive.available(cur.arch), "recorded"))
+    for ref in refs:
+        installed = runner.call(f"docker-sdk read {ref}:{DPKG_STATUS}", image_packages, api, ref,
+                                env.cfg.offline.labels, mutating=False).value
+        out.append(_status("image", ref, installed, archive.available(_current(api, ref).arch), "read from the image"))
     return out
+
+
+def _status(key: str, ref: str, installed: dict[str, str], available: dict, how: str) -> ImageStatus:
+    updates = debpkg.updates_for(installed, available)
+    return ImageStatus(key, ref, "stale" if updates else "fresh", len(installed), updates,
+                       f"{len(updates)} of {len(installed)} packages ({how}) have updates" if updates
+                       else f"all {len(installed)} packages ({how}) at the archive's newest version")

@@ -50,12 +50,15 @@ def offline(c, env=None, only="", refresh=False, dry_run=False, json_=False):
 
 
 @task(help={"env": ENV_HELP, "only": "Comma-separated image keys to check (default: base and every derived image)",
-            "json_": JSON_HELP})
-def stale(c, env=None, only="", json_=False):
+            "image": "Also check this image (repeatable; e.g. an API or ops release) by the packages in its own "
+                     "dpkg status; alone, without --only, only these are checked",
+            "json_": JSON_HELP}, iterable=["image"])
+def stale(c, env=None, only="", image=None, json_=False):
     """Which offline images have security/point updates waiting, and why. Builds nothing.
 
     Compares each image's recorded package set (label iosops.packages) with the newest versions in the
-    archive's signed indexes (release, -updates, -security), read on this machine. Exit 0: every image
+    archive's signed indexes (release, -updates, -security), read on this machine; an --image by the
+    packages installed in it (its labels may be inherited from its base). Exit 0: every image
     fresh; 1: an image is stale, not built or has no package label (`inv images.offline --refresh`
     rebuilds them), or the archive could not be read; 2: bad input."""
     from iosops.build.offline import check_stale
@@ -64,13 +67,15 @@ def stale(c, env=None, only="", json_=False):
     from ._common import task_env
 
     with task_env(env) as e:  # one error line: exit 2 bad input, 1 archive unreadable
-        statuses = check_stale(e, Runner(plan_to_stdout=not json_), _keys(only))
+        statuses = check_stale(e, Runner(plan_to_stdout=not json_), _keys(only), tuple(image or ()))
     bad = [s for s in statuses if s.state != "fresh"]
     lines = []
     for s in statuses:
         lines.append(f"{s.state:10} {s.key:17} {s.ref:40} {s.reason}")
         lines += [f"           {u.package} {u.installed} -> {u.available} ({u.suite})" for u in s.updates]
-    lines.append(f"{len(bad)} of {len(statuses)} image(s) need a rebuild: run `inv images.offline --refresh`"
+    fix = "run `inv images.offline --refresh`" + (", then rebuild the --image(s) on it (e.g. `inv build`)"
+                                                   if any(s.key == "image" for s in bad) else "")
+    lines.append(f"{len(bad)} of {len(statuses)} image(s) need a rebuild: {fix}"
                  if bad else f"all {len(statuses)} image(s) fresh: no package has a newer version in the archive")
     emit({"images": [s.as_dict() for s in statuses], "stale": [s.key for s in bad]}, json_, lines)
     if bad:
