@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from ..commands import debootstrap as dbs
 from ..config import OfflineCfg
 from ..errors import BadInput, OperationFailed
-from ..runner import Runner
+from ..runner import Runner, error_line
 from . import debpkg
 
 COMPONENT = "main"
@@ -79,7 +79,11 @@ class Archive:
     def _index(self, source: AptSource, arch: str) -> dict[str, str]:
         base = f"{source.uri}/dists/{source.suite}"
         signed = self._get(f"{base}/InRelease").decode("utf-8", errors="replace")
-        verified = self.runner.run(dbs.gpgv(self.o.keyring), input=signed, mutating=False).stdout
+        checked = self.runner.run(dbs.gpgv(self.o.keyring), input=signed, mutating=False, check=False)
+        if checked.rc != 0:
+            raise OperationFailed(f"{base}/InRelease: signature check failed ({error_line(checked.stderr)}); "
+                                  f"not trusting it (keyring {self.o.keyring})")
+        verified = checked.stdout
         release = debpkg.parse_release(verified)
         if release.valid_until and release.valid_until < self.now():
             raise OperationFailed(f"{base}/InRelease expired at {release.valid_until:%Y-%m-%d %H:%M} UTC "
