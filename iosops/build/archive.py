@@ -13,7 +13,7 @@ import lzma
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from ..commands import debootstrap as dbs
 from ..config import OfflineCfg
@@ -50,15 +50,13 @@ class Archive:
     def __init__(self, o: OfflineCfg, runner: Runner, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.o, self.runner, self.now = o, runner, now
         self._by_arch: dict[str, dict[str, tuple[str, str]]] = {}
+        self._indexes: dict[tuple[AptSource, str], dict[str, str]] = {}
 
     def available(self, arch: str) -> dict[str, tuple[str, str]]:
         if arch not in self._by_arch:
-            if not Path(self.o.keyring).is_file():
-                raise BadInput(f"offline.keyring: {self.o.keyring} not found; install debian-archive-keyring "
-                               "(scripts/bootstrap.sh does) or point IOSOPS_OFFLINE__KEYRING at the archive keyring")
             merged: dict[str, tuple[str, str]] = {}
             for source in apt_sources(self.o):
-                debpkg.merge_available(merged, self._index(source, arch), source.suite)
+                debpkg.merge_available(merged, self.index(source, arch), source.suite)
             self._by_arch[arch] = merged
         return self._by_arch[arch]
 
@@ -69,14 +67,21 @@ class Archive:
             res = self.runner.http("GET", url, timeout=120, mutating=False)
         except requests.RequestException as exc:
             raise OperationFailed(f"archive unreachable: GET {url}: {type(exc).__name__}") from None
-        if res.dry_run:  # only when a caller marks the read mutating: never here
-            return b""
         if res.rc != 0:
             raise OperationFailed(f"archive answered HTTP {res.rc} to GET {url}; check offline.mirror / "
                                   "offline.security_mirror")
         return res.value.content
 
-    def _index(self, source: AptSource, arch: str) -> dict[str, str]:
+    def index(self, source: AptSource, arch: str) -> dict[str, str]:
+        """One suite's {package: newest version}, verified (fetched once per run)."""
+        if (source, arch) not in self._indexes:
+            self._indexes[(source, arch)] = self._fetch_index(source, arch)
+        return self._indexes[(source, arch)]
+
+    def _fetch_index(self, source: AptSource, arch: str) -> dict[str, str]:
+        if not Path(self.o.keyring).is_file():
+            raise BadInput(f"offline.keyring: {self.o.keyring} not found; install debian-archive-keyring "
+                           "(scripts/bootstrap.sh does) or point IOSOPS_OFFLINE__KEYRING at the archive keyring")
         base = f"{source.uri}/dists/{source.suite}"
         signed = self._get(f"{base}/InRelease").decode("utf-8", errors="replace")
         checked = self.runner.run(dbs.gpgv(self.o.keyring), input=signed, mutating=False, check=False)
@@ -98,7 +103,3 @@ class Archive:
                                   "(a mirror mid-update? retry)")
         return debpkg.parse_packages_index(lzma.decompress(data).decode("utf-8", errors="replace"))
 
-
-def updates_for_image(archive: Archive, labels: Optional[dict], arch: str) -> list[debpkg.Update]:
-    """Raises debpkg.LabelProblem when the image has no (intact) package label."""
-    return debpkg.updates_for(debpkg.packages_from_labels(labels), archive.available(arch))
