@@ -58,7 +58,7 @@ def multi(netns_hosts, api_image, tmp_path_factory):
              # A local store directory on the data host stands in for S3 here (S3 is proven elsewhere):
              # the config refuses `local` for SSH hosts, so the store is an S3 endpoint nobody serves and
              # the WAL streamer's uploads are not under test in this module.
-             "IOS_STAGING_POSTGRES_PASSWORD": "mh-" + uuid.uuid4().hex, "IOS_STAGING_BACKUP_PASSWORD": "mb-" + uuid.uuid4().hex,
+             "IOS_STAGING_POSTGRES_PASSWORD": "mh-" + uuid.uuid4().hex, "IOS_STAGING_BACKUP_PASSWORD": "mb-" + uuid.uuid4().hex,  # pragma: allowlist secret - random per-run test passwords
              "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "test", "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY": "test",
              "IOS_STAGING_BACKUP_AGE_IDENTITY": "AGE-SECRET-KEY-1" + "Q" * 58,
              "IOSOPS_BACKUP__STORE__ENDPOINT_URL": f"http://{netns_hosts.gateway}:9",

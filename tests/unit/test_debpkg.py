@@ -66,7 +66,7 @@ def test_release_sha256_section_and_valid_until():
     assert rel.codename == "bookworm-security"
     assert rel.valid_until == datetime(2026, 12, 8, 1, 33, 13, tzinfo=timezone.utc)
     assert rel.sha256["main/binary-amd64/Packages.xz"] == (
-        "84d8abeaf3b586eda3456716299c1d198db64a175f0e34791c9ec5678d3c4551", 385496)
+        "84d8abeaf3b586eda3456716299c1d198db64a175f0e34791c9ec5678d3c4551", 385496)  # pragma: allowlist secret - a package index sha256 from a captured Release file
     # only the SHA256 section counts: an MD5Sum line for the same path is not taken
     md5 = "MD5Sum:\n 0123456789abcdef0123456789abcdef 12 main/binary-amd64/Packages.xz\n"
     assert debpkg.parse_release(md5).sha256 == {}
