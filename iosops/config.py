@@ -64,6 +64,12 @@ class ImagesCfg(Strict):
 class OfflineCfg(Strict):
     suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
+    # <suite>-security lives in its own archive (same host on deb.debian.org); <suite>-updates in `mirror`.
+    security_mirror: str = "http://deb.debian.org/debian-security"
+    # Verifies the archive's InRelease files when `inv images.stale` / `--refresh` read what it offers.
+    keyring: str = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    # Extra labels on every offline image built (tests add iosops.test=1); not part of any fingerprint.
+    labels: dict[str, str] = {}
     dockerfiles: str = "docker/offline"
     workdir: str = "/var/tmp/iosops-offline"  # nosec B108 # default scratch dir for offline image builds (a config value, cleaned by the build)
 
