@@ -268,7 +268,7 @@ class DeployCfg(Strict):
     gate_probes: int = Field(30, ge=1, le=200)
     gate_path: str = "/ready"
     gate_max_latency_ratio: float = Field(3.0, ge=1)
-    gate_latency_slack_ms: float = Field(100.0, ge=0)
+    gate_latency_slack_ms: float = Field(250.0, ge=0)
     drain_timeout_s: PositiveInt = 30
     # Compose profiles to start as well (monitoring, search); the core stack is always started.
     profiles: list[str] = []

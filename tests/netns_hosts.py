@@ -435,7 +435,7 @@ class NetnsHosts:
         if not self.hosts:
             return {}
         return {"IOSOPS_HOSTS__HOSTS": json.dumps(self.hosts_config()), "IOSOPS_HOSTS__SYSCTL_LIVE": "false",
-                "IOSOPS_HOSTS__REQUIRE_ENGINE": "true"}
+                "IOSOPS_HOSTS__REQUIRE_ENGINE": "true", "IOSOPS_HOSTS__KNOWN_HOSTS_FILE": self.known_hosts_file}
 
     # -- bring-up ---------------------------------------------------------------------------------------
     def up(self) -> "NetnsHosts":

@@ -13,9 +13,10 @@ def _say(line: str) -> None:
     print(f"netns-hosts: {line}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def netns_hosts():
-    """Three hosts (iosops-t<run>-1..3 at 10.213.K.11-13), root by `hosts.key_file`, engines empty."""
+    """Three fresh hosts per test module (iosops-t<run>-1..3 at 10.213.K.11-13), root by `hosts.key_file`,
+    engines empty: a module's deploys and provisioning never meet another module's."""
     why = missing_requirements()
     if why:
         pytest.skip("netns test hosts cannot be made on this machine: " + "; ".join(why))
