@@ -72,8 +72,8 @@ def redis_acl(app_password: str, backup_password: str, exporter_password: str) -
     """The Redis ACL file: the default user off, each user its commands and key patterns, passwords as
     SHA-256 hashes (`#<hex>`)."""
     none = "resetpass resetkeys resetchannels -@all"
+    # Every line is a user: Redis refuses an ACL file with anything else in it (comments too).
     lines = [
-        "# written by inv deploy (iosops/deploy/dbusers.py): Redis users; hashes only, no passwords",
         f"user default off {none}",
         f"user {REDIS_HEALTH_USER} on nopass resetkeys resetchannels -@all +ping",
         f"user {REDIS_APP_USER} on #{_sha256(app_password)} resetkeys resetchannels ~{REDIS_APP_KEYS} "

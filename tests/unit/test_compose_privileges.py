@@ -102,7 +102,8 @@ def test_services_use_their_own_datastore_roles_and_users(rendered):
 
 def test_redis_acl_holds_hashes_and_the_least_each_user_needs():
     acl = u.redis_acl("app-pw-1", "bk-pw-2", "ex-pw-3")  # pragma: allowlist secret - test values
-    users = {l.split()[1]: l.split()[2:] for l in acl.splitlines() if l.startswith("user ")}
+    assert all(line.startswith("user ") for line in acl.splitlines())  # Redis refuses anything else
+    users = {l.split()[1]: l.split()[2:] for l in acl.splitlines()}
     assert set(users) == {"default", u.REDIS_HEALTH_USER, u.REDIS_APP_USER, REDIS_BACKUP_USER, u.REDIS_EXPORTER_USER}
     assert users["default"][0] == "off" and "resetpass" in users["default"] and "-@all" in users["default"]
     for pw in ("app-pw-1", "bk-pw-2", "ex-pw-3"):
