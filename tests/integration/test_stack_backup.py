@@ -43,7 +43,7 @@ def write(stack, n: int, tag: str) -> list[int]:
 
 
 def names(stack) -> set[str]:
-    r = requests.get(f"https://127.0.0.1:{stack['https']}/items?limit=1000", verify=False, timeout=10)
+    r = requests.get(f"https://127.0.0.1:{stack['https']}/items?limit=500", verify=False, timeout=10)
     assert r.status_code == 200, r.text
     return {i["name"] for i in r.json()["items"]}
 
