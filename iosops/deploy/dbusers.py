@@ -58,8 +58,11 @@ STACK_SECRETS: dict[str, tuple[str, frozenset[str]]] = {
     "postgres_monitor_password": ("postgres_monitor_password", frozenset({"data"})),
     "redis_app_password": ("redis_app_password", frozenset({"web"})),
 }
+# The `secrets:` entries an env needs for these roles and users (beside postgres_password, backup_password).
+ROLE_SECRETS = ("postgres_owner_password", "postgres_app_password", "postgres_monitor_password",
+                "redis_app_password", "redis_backup_password", "redis_exporter_password")
 # Rendered from a secret in another format: the redis exporter reads {"redis://host:port": password}.
-REDIS_EXPORTER_SECRET = "redis_exporter_passwords"
+REDIS_EXPORTER_SECRET = "redis_exporter_passwords"  # nosec B105 # pragma: allowlist secret - a compose secret's name, not a value
 REDIS_EXPORTER_ADDR = "redis://redis:6379"
 
 
@@ -198,7 +201,7 @@ def write_files(t: "Target") -> None:
 
 
 # -- the migration run ---------------------------------------------------------------------------------------
-OWNER_SECRET = "postgres_owner_password"
+OWNER_SECRET = "postgres_owner_password"  # nosec B105 # pragma: allowlist secret - a compose secret's name, not a value
 MIGRATE_ENV = {"POSTGRES_USER": OWNER_ROLE, "POSTGRES_PASSWORD_FILE": f"{SECRETS_DIR}/{OWNER_SECRET}"}
 
 
