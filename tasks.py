@@ -29,7 +29,7 @@ def _quiet_on_closed_stdout(kind, exc, tb, _default=sys.excepthook):
 
 sys.excepthook = _quiet_on_closed_stdout
 
-from iosops.tasks import backup, build, ci, config, deploy, hosts, images, k8s, lock, monitoring, stack  # noqa: E402
+from iosops.tasks import backup, build, ci, config, day2, deploy, hosts, images, k8s, lock, monitoring, stack  # noqa: E402
 
 ns = Collection()
 ns.add_task(build.build)
@@ -43,6 +43,11 @@ ns.add_task(deploy.deploy)
 ns.add_task(deploy.rollback)
 ns.add_task(deploy.provision)
 ns.add_task(deploy.verify_hosts)
+ns.add_task(day2.status)
+ns.add_task(day2.logs)
+ns.add_task(day2.exec_)
+ns.add_task(day2.maintenance)
+ns.add_collection(Collection("db", day2.psql))
 ns.add_collection(Collection.from_module(ci, name="ci"))
 ns.add_collection(Collection.from_module(config, name="config"))
 ns.add_collection(Collection.from_module(hosts, name="hosts"))

@@ -64,6 +64,12 @@ class ImagesCfg(Strict):
 class OfflineCfg(Strict):
     suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
+    # <suite>-security lives in its own archive (same host on deb.debian.org); <suite>-updates in `mirror`.
+    security_mirror: str = "http://deb.debian.org/debian-security"
+    # Verifies the archive's InRelease files when `inv images.stale` / `--refresh` read what it offers.
+    keyring: str = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    # Extra labels on every offline image built (tests add iosops.test=1); not part of any fingerprint.
+    labels: dict[str, str] = {}
     dockerfiles: str = "docker/offline"
     workdir: str = "/var/tmp/iosops-offline"  # nosec B108 # default scratch dir for offline image builds (a config value, cleaned by the build)
 
@@ -536,6 +542,10 @@ def _check_roles(cfg: EnvConfig, source: str) -> None:
                        "exactly one host holds the datastores; fix it and retry")
     if not any(h.has("web") for h in hosts):
         raise BadInput(f"{source}: hosts.hosts: no host has role web (nginx and the API); fix it and retry")
+    if cfg.stack.publish_host in ("127.0.0.1", "localhost", "::1"):
+        raise BadInput(f"{source}: stack.publish_host is {cfg.stack.publish_host} but the env runs on SSH hosts: "
+                       "nginx would answer only on each host's loopback; set it to 0.0.0.0 (or the address clients "
+                       "use); fix it and retry")
     seen: set[tuple[str, int]] = set()
     for h in hosts:
         if (h.address, h.port) in seen:

@@ -65,3 +65,27 @@ def stream_build(api, say: Callable[[str], None], *, verbose: bool = False, **kw
 
 def image_size_mb(api, ref: str) -> float:
     return api.inspect_image(ref)["Size"] / 1e6
+
+
+def read_image_file(api, image: str, path: str, labels: Optional[dict] = None) -> bytes:
+    """One file of an image, without running it: create a container (never started), copy the file out,
+    remove the container. Works for every image, whatever its entrypoint or user."""
+    import io
+    import tarfile
+
+    from docker.errors import NotFound
+
+    cid = api.create_container(image, command=["true"], labels=labels or {})["Id"]
+    try:
+        try:
+            stream, _ = api.get_archive(cid, path)
+        except NotFound:
+            raise OperationFailed(f"{image}: no {path} in the image") from None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.getmembers()[0]
+            fh = tar.extractfile(member)
+            if fh is None:
+                raise OperationFailed(f"{image}: {path} is not a regular file")
+            return fh.read()
+    finally:
+        api.remove_container(cid, force=True)

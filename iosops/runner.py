@@ -27,6 +27,15 @@ def display(argv: Sequence[Arg]) -> str:
     return shlex.join(str(a) for a in argv)
 
 
+def brief(argv: Sequence[Arg]) -> str:
+    """display() for an error line: an inline program (`python3 -c`, `sh -c` with several lines) is shown
+    as `<N-line script>`, so a failure names the command without printing its source."""
+    def short(a: Arg) -> str:
+        text = str(a).strip()
+        return f"<{text.count(chr(10)) + 1}-line script>" if "\n" in text else str(a)
+    return shlex.join(short(a) for a in argv)
+
+
 def reveal(argv: Sequence[Arg]) -> list[str]:
     return [a.get() if isinstance(a, Secret) else str(a) for a in argv]
 
@@ -111,9 +120,10 @@ class Runner:
     def run(self, argv: Sequence[Arg], *, mutating: bool = True, check: bool = True,
             env: Optional[Mapping[str, Union[str, Secret]]] = None, input: Optional[str] = None,
             cwd: Optional[Path] = None, timeout: Optional[float] = None, stream: bool = False) -> Result:
-        text = display(argv)
+        prefix = ""
         if env:  # show which variables are passed, values masked when secret
-            text = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + " " + text
+            prefix = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items()) + " "
+        text = prefix + display(argv)
         self._record("run", text, mutating)
         if self.skip(mutating):
             return Result(dry_run=True)
@@ -131,10 +141,10 @@ class Runner:
             except FileNotFoundError:
                 raise not_installed(argv[0]) from None
             except subprocess.TimeoutExpired:
-                raise OperationFailed(f"timed out after {timeout}s: {redact(text)}") from None
+                raise OperationFailed(f"timed out after {timeout}s: {redact(prefix + brief(argv))}") from None
             result = Result(proc.returncode, proc.stdout, proc.stderr)
         if check and result.rc != 0:
-            raise CommandFailed(redact(text), result)
+            raise CommandFailed(redact(prefix + brief(argv)), result)
         return result
 
     def _stream(self, argv: list[str], env, cwd, timeout) -> Result:
@@ -173,7 +183,7 @@ class Runner:
             rc, out, err = exc.retcode, exc.stdout, exc.stderr
         result = Result(rc if isinstance(rc, int) else max(rc), out, err)
         if check and result.rc != 0:
-            raise CommandFailed(redact(text), result)
+            raise CommandFailed(redact(" | ".join(brief(a) for a in argvs)), result)
         return result
 
     def stream(self, *argvs: Sequence[Arg], source: Any = None, sink: Optional[Callable[[Any], Any]] = None,
@@ -253,7 +263,7 @@ class Runner:
         for argv, rc, err in zip(argvs, rcs, errs, strict=True):
             if rc != 0:
                 err.seek(0)
-                raise CommandFailed(redact(display(argv)), Result(rc, "", err.read().decode(errors="replace")))
+                raise CommandFailed(redact(brief(argv)), Result(rc, "", err.read().decode(errors="replace")))
         stderr_texts = []
         for err in errs:
             err.seek(0)
@@ -383,7 +393,7 @@ class RemoteRunner(Runner):
             except Exception as exc:  # paramiko/socket errors: name the host, not a traceback
                 raise OperationFailed(f"ssh {self.host}: {type(exc).__name__}: {redact(str(exc))}") from None
         if check and result.rc != 0:
-            raise CommandFailed(f"[{self.host}] {redact(text)}", result)
+            raise CommandFailed(f"[{self.host}] {redact(brief(argv))}", result)
         return result
 
     def _exec_with_input(self, cmd: str, data: str, timeout: Optional[float]) -> Result:

@@ -886,8 +886,9 @@ def staging_vars(hosts: "NetnsHosts", state_dir: Path, images: dict[str, str], s
             "IOSOPS_DEPLOY__TLS__KEY": "nginx/certs/privkey.pem", "IOSOPS_DEPLOY__SERVER_NAME": "localhost",
             "IOSOPS_DEPLOY__RATE_LIMIT_RPS": "1000", "IOSOPS_DEPLOY__RATE_LIMIT_BURST": "2000",
             "IOSOPS_NOTIFY__REQUIRED": "false",
-            "IOS_STAGING_POSTGRES_PASSWORD": "mh-" + uuid.uuid4().hex, "IOS_STAGING_BACKUP_PASSWORD": "mb-" + uuid.uuid4().hex,
-            "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "test", "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY": "test",
+            "IOS_STAGING_POSTGRES_PASSWORD": "mh-" + uuid.uuid4().hex, "IOS_STAGING_BACKUP_PASSWORD": "mb-" + uuid.uuid4().hex,  # pragma: allowlist secret - random per-run test passwords
+            "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "AKIA" + uuid.uuid4().hex[:16].upper(),
+            "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY": uuid.uuid4().hex + uuid.uuid4().hex[:8],  # pragma: allowlist secret - random per run (moto takes any)
             "IOS_STAGING_BACKUP_AGE_IDENTITY": age_identity or "AGE-SECRET-KEY-1" + "Q" * 58,
             **{f"IOSOPS_IMAGES__{k.upper()}": v for k, v in images.items()}}
 

@@ -143,8 +143,10 @@ def run_ops(t, env: Env, action: str, *args: str, mutating: bool = True) -> dict
         return {}
     lines = [l for l in r.stdout.splitlines() if l.strip()]
     if r.rc != 0:
-        errors = [l.split("error: ", 1)[1] for l in lines if "error: " in l]
-        why = errors[-1] if errors else (lines[-1] if lines else f"exit {r.rc}")
+        # Over SSH the container's stderr comes back apart from its stdout: its `error:` line may be there.
+        said = lines + [l for l in (r.stderr or "").splitlines() if l.strip()]
+        errors = [l.split("error: ", 1)[1] for l in said if "error: " in l]
+        why = errors[-1] if errors else (said[-1] if said else f"exit {r.rc}")
         cls = BadInput if r.rc == 2 else OperationFailed
         raise cls(f"{action} on {t.name} (ops container): {why}")
     for line in reversed(lines):

@@ -89,3 +89,73 @@ def exec_(name: str, argv: Sequence[str], user: Optional[str] = None) -> list[st
 
 def logs_tail(name: str, n: int = 30) -> list[str]:
     return [DOCKER, "logs", "--tail", str(n), name]
+
+
+def compose_volumes(project: str, volume: str) -> list[str]:
+    """Names of a compose project's volume (by compose's own labels, same in v1 and v2): a probe."""
+    return [DOCKER, "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={project}",
+            "--filter", f"label=com.docker.compose.volume={volume}"]
+
+
+# -- day-2 (inv status, logs, exec, db.psql, images.prune) ---------------------------------------------
+# One line per container of a compose project: id, name, service, image, state, status ("Up 3 minutes
+# (healthy)"); parsed by iosops.day2.probes.parse_ps.
+PS_FORMAT = '{{.ID}}\t{{.Names}}\t{{.Label "com.docker.compose.service"}}\t{{.Image}}\t{{.State}}\t{{.Status}}'
+
+
+def ps_project(project: str, all_: bool = False) -> list[str]:
+    """Every container of a compose project (running ones, or all with all_), one tab-separated line each."""
+    return [DOCKER, "ps", *(["--all"] if all_ else []), "--filter", f"label=com.docker.compose.project={project}",
+            "--format", PS_FORMAT]
+
+
+# Each container's log, every line prefixed with the container's name; one process per host, so the host's
+# lines arrive as one stream (followed or not). Arguments: docker since tail follow(0|1) name id [name id ...]
+LOGS_SCRIPT = """docker=$1 since=$2 tail=$3 f=; [ "$4" = 1 ] && f=--follow; shift 4
+while [ "$#" -gt 1 ]; do
+  ( "$docker" logs --timestamps $f --since "$since" --tail "$tail" "$2" 2>&1 |
+    while IFS= read -r l || [ -n "$l" ]; do printf '%s %s\\n' "$1" "$l"; done ) &
+  shift 2
+done
+wait
+"""
+
+
+def logs_merged(containers: Sequence[tuple[str, str]], since: str = "", tail: str = "all",
+                follow: bool = False) -> list[str]:
+    """The logs of several containers of one host, each line `NAME TIMESTAMP TEXT` (docker's timestamps);
+    `containers` are (name, id) pairs. Ends when every log ends (or never, with follow)."""
+    pairs = [x for name, cid in containers for x in (name, cid)]
+    return ["sh", "-c", LOGS_SCRIPT, "logs", DOCKER, since, tail, "1" if follow else "0", *pairs]
+
+
+def exec_attached(name: str, argv: Sequence[str], tty: bool = False, env: Sequence[str] = ()) -> list[str]:
+    """`docker exec` with stdin attached (-i) and, for a person at a terminal, a TTY (-t). `env` are
+    variable names passed from the caller's environment (values never in argv)."""
+    flags = ["--interactive", "--tty"] if tty else []
+    for k in env:
+        flags += ["--env", k]
+    return [DOCKER, "exec", *flags, name, *argv]
+
+
+IMAGES_FORMAT = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedAt}}"
+
+
+def images_of(repository: str) -> list[str]:
+    """Every tag of one repository: repository, tag, full image id, creation time."""
+    return [DOCKER, "image", "ls", "--no-trunc", "--format", IMAGES_FORMAT, repository]
+
+
+def container_ids_all() -> list[str]:
+    """Every container of the engine, running or stopped (full ids)."""
+    return [DOCKER, "ps", "--all", "--quiet", "--no-trunc"]
+
+
+def container_images(ids: Sequence[str]) -> list[str]:
+    """The image each container was created from: its id and the name it was asked for."""
+    return [DOCKER, "container", "inspect", "--format", "{{.Id}}\t{{.Image}}\t{{.Config.Image}}", *ids]
+
+
+def rmi(ref: str) -> list[str]:
+    """Remove one tag (never --force: Docker itself refuses an image a container still uses)."""
+    return [DOCKER, "image", "rm", ref]

@@ -139,3 +139,25 @@ def delete_job(context: str, namespace: str, name: str, timeout_s: int, kubectl:
 def exec_in(context: str, namespace: str, ref: str, container: str, argv: Sequence[str],
             kubectl: str = "kubectl") -> list[str]:
     return [*_at(kubectl, context, namespace), "exec", ref, "--container", container, "--", *argv]
+
+
+# -- day-2 (inv status, logs, exec, db.psql) --------------------------------------------------------------
+
+def logs_selected(context: str, namespace: str, selector: str, *, since: str = "", since_time: str = "",
+                  tail: int = -1, follow: bool = False, kubectl: str = "kubectl") -> list[str]:
+    """Every container of the pods a label selector picks, each line prefixed [pod/NAME/CONTAINER] and
+    timestamped. tail -1: every line (with a selector kubectl's default would be 10)."""
+    argv = [*_at(kubectl, context, namespace), "logs", "--selector", selector, "--all-containers", "--prefix",
+            "--timestamps", "--ignore-errors", "--max-log-requests=20", f"--tail={tail}"]
+    if since:
+        argv.append(f"--since={since}")
+    if since_time:
+        argv.append(f"--since-time={since_time}")
+    return argv + (["--follow"] if follow else [])
+
+
+def exec_attached(context: str, namespace: str, ref: str, container: str, argv: Sequence[str], tty: bool = False,
+                  kubectl: str = "kubectl") -> list[str]:
+    """`kubectl exec` with stdin attached and, for a person at a terminal, a TTY."""
+    return [*_at(kubectl, context, namespace), "exec", *(["--stdin", "--tty"] if tty else []), ref,
+            "--container", container, "--", *argv]

@@ -106,3 +106,37 @@ def receivewal(bin_dir: str, host: str, port: int, user: str, directory: str, sl
 
 def receivewal_drop_slot(bin_dir: str, host: str, port: int, user: str, slot: str) -> list[str]:
     return [_bin(bin_dir, "pg_receivewal"), *conn_args(host, port, user), "--no-password", "--slot", slot, "--drop-slot"]
+
+
+# The password arrives on stdin (never in an argv or an environment another process can read); over
+# TCP to 127.0.0.1, so PostgreSQL checks it (the container's local socket trusts every user).
+_PASSWORD_CHECK = 'PGPASSWORD="$(cat)" exec psql -X -q -A -t -w -h 127.0.0.1 -U "$1" -d "$2" -c "SELECT 1"'  # nosec B105 # a shell line reading the password from stdin, no password in it
+
+
+def password_check_in(docker: str, container: str, user: str, dbname: str) -> list[str]:
+    """Log in as `user` with the password on stdin, inside a running PostgreSQL container."""
+    return [docker, "exec", "-i", container, "sh", "-c", _PASSWORD_CHECK, "password-check", user, dbname]
+
+
+def parse_password_check(rc: int, output: str) -> str:
+    """"ok", "mismatch" (SQLSTATE 28P01: the cluster holds another password, or no such role), or
+    "unknown" (not answering yet, another error: not this probe's call)."""
+    if rc == 0:
+        return "ok"
+    text = output.lower()
+    if "password authentication failed" in text or "28p01" in text:
+        return "mismatch"
+    return "unknown"
+
+
+# psql inside the PostgreSQL container as the app's role, over TCP to itself with the password read from
+# the container's secret file (POSTGRES_PASSWORD_FILE, set in compose and on Kubernetes): the password is
+# in no argv and no environment of the caller, only in psql's own environment inside the container.
+PSQL_IN_CONTAINER = ('u=$1 d=$2; shift 2; PGPASSWORD=$(cat "$POSTGRES_PASSWORD_FILE") || exit 2; export PGPASSWORD; '
+                     'exec psql -h 127.0.0.1 -U "$u" -d "$d" "$@"')
+
+
+def psql_in_container(user: str, dbname: str, sql: Optional[str] = None) -> list[str]:
+    """An interactive psql (sql None) or one statement (-c, stops at the first error, no ~/.psqlrc)."""
+    extra = ["-X", "-v", "ON_ERROR_STOP=1", "-c", sql] if sql is not None else []
+    return ["sh", "-c", PSQL_IN_CONTAINER, "psql", user, dbname, *extra]

@@ -25,6 +25,7 @@ from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..notify import Tracker, tag_of, tracked
 from ..runner import Runner
+from ..stack.pgauth import check_compose, check_compose_started
 from . import nginx as ng
 from .health import all_healthy, smoke, wait_ready, wait_service_healthy
 from .dbusers import APP_ROLE, MIGRATE_ENV, MONITOR_ROLE, OWNER_ROLE, ensure_roles, migrate_secret_mount
@@ -124,6 +125,9 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
             check_image(t, image)
         if t.data:
             check_image(t, ops_image)
+    # A data volume whose PostgreSQL refuses this checkout's password (another checkout made it): refused
+    # now, or (PostgreSQL not running) right after the datastores start.
+    recheck = check_compose(dt)
     actives = {t.name: active_colour(t) for t in web}
     if len(set(actives.values())) > 1:
         raise BadInput(f"hosts disagree on the active colour ({actives}); run `inv rollback` or fix by hand first")
@@ -162,6 +166,8 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
             dt.runner.run(cc.up(dt.base(), core))
             for svc in core:
                 wait_service_healthy(dt, svc, env.cfg.deploy.health_timeout_s)
+            if recheck is not None:
+                check_compose_started(dt, recheck)
             ensure_backup_role(dt)
             step(f"[{dt.name}] backup role {BACKUP_ROLE} ready")
             ensure_roles(dt)

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 from ..commands import docker as d
 from ..errors import OperationFailed
-from ..runner import Runner
+from ..runner import Runner, error_line
 from .target import Target
 
 SMOKE = """
@@ -74,7 +74,7 @@ def exec_json(t: Target, cid: str, code: str, *args: str) -> Any:
     if r.dry_run:
         return None
     if r.rc != 0:
-        raise OperationFailed(f"[{t.name}] check in {cid[:12]} failed: {(r.stderr or r.stdout).strip()[-300:]}")
+        raise OperationFailed(f"[{t.name}] check in {cid[:12]} failed: {error_line(r.stderr or r.stdout)[-300:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 

@@ -38,16 +38,20 @@ def daemon_json(env: Env) -> str:
 def datastore_forward_rules(env: Env, host: Optional[HostCfg]) -> str:
     """The data host of a split env publishes PostgreSQL and Redis on its private address: Docker's
     published ports are forwarded (DNAT), never seen by the input chain, so a forward chain that runs
-    before Docker's lets only the web hosts reach them (matched on the published port)."""
+    before Docker's lets only the web hosts reach them (matched on the published address and port)."""
     h = env.cfg.hosts
     if host is None or host.roles != ["data"]:
         return ""
     webs = ", ".join(sorted({w.private for w in h.web_hosts()}))
     ports = f"{h.postgres_port}, {h.redis_port}"
+    # Only connections made to the published address: the containers' own traffic on the data network
+    # (walstream, ops -> postgres:5432) is bridged through this hook too and must pass.
+    match = f"meta l4proto tcp ct original ip daddr {host.private} ct original proto-dst {{ {ports} }}"
     return ("    chain forward {\n"
             "        type filter hook forward priority -10; policy accept;\n"
-            f"        meta l4proto tcp ct original proto-dst {{ {ports} }} ip saddr {{ {webs} }} accept\n"
-            f"        meta l4proto tcp ct original proto-dst {{ {ports} }} drop\n"
+            "        ct state established,related accept\n"  # the replies of an accepted connection
+            f"        {match} ip saddr {{ {webs} }} accept\n"
+            f"        {match} drop\n"
             "    }\n")
 
 

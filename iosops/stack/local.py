@@ -12,8 +12,9 @@ from typing import Optional
 
 from ..commands import docker as d
 from ..config import Env
-from ..errors import OperationFailed
+from ..errors import BadInput, OperationFailed
 from ..runner import Runner
+from . import pgauth
 
 API_INTERNAL_PORT = 8000
 
@@ -129,6 +130,10 @@ def up(env: Env, runner: Runner, api_image: str) -> UpResult:
     result = UpResult(stack=s.name, url=url, api_image=api_image)
     password = env.secret("postgres_password")
     created: list[str] = []
+    # A data volume whose PostgreSQL refuses this checkout's password (another checkout made it): refused
+    # before anything changes, or (PostgreSQL not running) right after it starts.
+    pg_state = container_state(runner, n["postgres"])
+    recheck = pgauth.check_local(runner, env, n["pgdata"], n["postgres"], bool(pg_state and pg_state[1]))
 
     if runner.run(d.inspect_format(n["network"], "{{.Id}}"), mutating=False, check=False).rc != 0:
         runner.run(d.network_create(n["network"], lab))
@@ -155,13 +160,17 @@ def up(env: Env, runner: Runner, api_image: str) -> UpResult:
                 created.append(svc.name)
                 result.changed.append(svc.name)
             wait_healthy(runner, svc.name, s.ready_timeout_s)
+            if svc.key == "postgres" and recheck and pgauth.probe(runner, svc.name, env) == pgauth.MISMATCH:
+                raise pgauth.mismatch(env, n["pgdata"], undone="")
         result.ready = wait_ready(runner, f"{url}/ready", s.ready_timeout_s)
-    except OperationFailed as exc:
+    except (OperationFailed, BadInput) as exc:
         containers = [c for c in created if not c.startswith("network ")]
         if containers and not runner.dry_run:
             runner.run(d.rm_containers(containers), check=False)
-            raise OperationFailed(f"{exc}; rolled back: removed {', '.join(containers)} (data volume "
-                                  f"{n['pgdata']} kept)") from None
+            undo = f"removed {', '.join(containers)} (data volume {n['pgdata']} kept)"
+            if isinstance(exc, BadInput):  # a sentence of its own after the refusal's
+                raise BadInput(f"{exc} Rolled back: {undo}") from None
+            raise OperationFailed(f"{exc}; rolled back: {undo}") from None
         raise
     result.seconds = round(time.monotonic() - start, 1)
     return result

@@ -89,3 +89,13 @@ def test_config_show_json_is_redacted(tmp_path):
     data = json.loads(proc.stdout)
     assert data["secrets"]["postgres_password"] == {"env": "IOS_PROD_POSTGRES_PASSWORD", "value": "***"}
     assert sentinel not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("task", ["images.offline", "images.stale"])
+def test_unknown_image_key_is_exit_2_before_any_engine_or_archive_contact(task, tmp_path):
+    state = tmp_path / "state"
+    proc = run_inv(task, "--only", "base,pythn", env={"IOSOPS_STATE_DIR": str(state),
+                                                       "IOSOPS_DOCKER__HOST": "unix:///nonexistent/docker.sock"})
+    line = one_line_error(proc, 2)
+    assert "--only: unknown image(s) pythn; known: base, python," in line
+    assert not state.exists()  # no lock taken, no audit line

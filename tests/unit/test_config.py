@@ -158,7 +158,7 @@ def test_redacted_marks_missing_secrets(envs, tmp_path):
     assert data["secrets"]["db"] == {"env": "T_DB_PASSWORD", "value": "*** (missing)"}
 
 
-ROLE_HOSTS = "target: compose\nbackup:\n  store: {kind: s3, bucket: b}\nhosts:\n  hosts:\n"
+ROLE_HOSTS = "target: compose\nstack: {publish_host: 0.0.0.0}\nbackup:\n  store: {kind: s3, bucket: b}\nhosts:\n  hosts:\n"
 
 
 @pytest.mark.parametrize("hosts,error", [
@@ -176,6 +176,12 @@ def test_host_roles_bad_input(envs, tmp_path, hosts, error):
     with pytest.raises(BadInput) as err:
         load_env("prod", root=tmp_path, environ={})
     assert str(err.value).startswith(f"envs/prod.yaml: {error}") and str(err.value).endswith("fix it and retry")
+
+
+def test_ssh_hosts_with_a_loopback_edge_are_refused(envs, tmp_path):
+    (envs / "prod.yaml").write_text(ROLE_HOSTS.replace("0.0.0.0", "127.0.0.1") + "    - {address: a}\n")
+    with pytest.raises(BadInput, match="stack.publish_host is 127.0.0.1 but the env runs on SSH hosts"):
+        load_env("prod", root=tmp_path, environ={})
 
 
 def test_host_roles_one_host_holds_both_and_the_data_host_is_found(envs, tmp_path):

@@ -77,8 +77,11 @@ def test_only_the_data_host_of_a_split_env_filters_its_datastore_ports(staging):
     web, data = by_role(staging)
     nft = hf.nftables_conf(staging, data.host)
     assert "hook forward priority -10" in nft
-    assert "meta l4proto tcp ct original proto-dst { 5432, 6379 } ip saddr { app1.staging.ios.internal, app2.staging.ios.internal } accept" in nft
-    assert nft.index("accept\n        meta l4proto tcp ct original proto-dst { 5432, 6379 } drop") > 0
+    # the replies of an accepted connection pass (they too carry the datastore port as ct original proto-dst)
+    assert nft.index("ct state established,related accept\n        meta l4proto tcp ct original ip daddr") > nft.index("hook forward")
+    match = "meta l4proto tcp ct original ip daddr 10.20.0.30 ct original proto-dst { 5432, 6379 }"
+    assert f"{match} ip saddr {{ app1.staging.ios.internal, app2.staging.ios.internal }} accept" in nft
+    assert nft.index(f"accept\n        {match} drop") > 0
     assert "forward" not in hf.nftables_conf(staging, web[0].host)
     assert "forward" not in hf.nftables_conf(load_env("local", environ={}))
     assert hf.managed(staging, data.host)[hf.NFTABLES][0] == nft
