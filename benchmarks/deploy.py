@@ -106,6 +106,9 @@ def multi_host(a, image: str, green: str, ops: str, ops_green: str) -> tuple[dic
     try:
         with NetnsHosts(a.hosts) as hosts:
             vars_ = staging_vars(hosts, state, images)
+            from iosops.deploy.dbusers import ROLE_SECRETS  # the datastore roles' and users' test passwords
+
+            vars_.update({f"IOS_STAGING_{n.upper()}": f"bench-{uuid.uuid4().hex}" for n in ROLE_SECRETS})
             load_release(hosts, image, ops, images)
             load_release(hosts, green, ops_green, {})
             for step in (("hosts.trust",), ("provision",)):

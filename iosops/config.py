@@ -123,6 +123,8 @@ class PostgresSource(Strict):
 class RedisSource(Strict):
     host: str = "127.0.0.1"
     port: int = Field(6379, ge=1, le=65535)
+    # An ACL user (Redis 6+; empty: the default user, e.g. requirepass) and its password.
+    user: str = ""
     password: Optional[SecretRef] = None
     # The RDB is copied from here after BGSAVE (empty: CONFIG GET dir/dbfilename, same host).
     rdb_path: str = ""

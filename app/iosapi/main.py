@@ -39,7 +39,9 @@ async def lifespan(app: FastAPI):
     # leave dead sockets behind in a worker's pool.
     # retry: a command on a pooled connection that a Redis restart (a restore) closed is retried once on a
     # fresh connection instead of failing the request or /ready.
-    app.state.redis = aioredis.from_url(settings.redis_url, socket_timeout=settings.check_timeout_s,
+    app.state.redis = aioredis.from_url(settings.redis_url, username=settings.redis_username or None,
+                                        password=settings.redis_password or None,
+                                        socket_timeout=settings.check_timeout_s,
                                         socket_connect_timeout=settings.check_timeout_s, health_check_interval=5,
                                         retry=Retry(NoBackoff(), 2),
                                         retry_on_error=[RedisConnectionError, RedisTimeoutError])

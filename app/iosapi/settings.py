@@ -22,6 +22,8 @@ class Settings:
     pg_user: str
     pg_password: str
     redis_url: str
+    redis_username: str
+    redis_password: str
     elasticsearch_url: str
     git_sha: str
     version: str
@@ -43,6 +45,10 @@ def load() -> Settings:
         pg_user=env("POSTGRES_USER", "ios"),
         pg_password=_secret("POSTGRES_PASSWORD"),
         redis_url=env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        # A Redis ACL user and its password (REDIS_PASSWORD_FILE): never in the URL, whose env value is
+        # visible to anyone who can inspect the container.
+        redis_username=env("REDIS_USERNAME", ""),
+        redis_password=_secret("REDIS_PASSWORD"),
         elasticsearch_url=env("ELASTICSEARCH_URL", ""),
         git_sha=env("APP_GIT_SHA", "unknown"),
         version=env("APP_VERSION", "0.1.0"),

@@ -48,13 +48,13 @@ def replicate_from(env: Env, runner: Runner, loader_port: int, timeout: float = 
     """Live server: full resync from the loader, then primary again."""
     r = env.cfg.backup.redis
     auth = redis_env(env)
-    runner.run(rc.raw(r.host, r.port, "REPLICAOF", "127.0.0.1", str(loader_port)), env=auth)
+    runner.run(rc.raw(r.host, r.port, "REPLICAOF", "127.0.0.1", str(loader_port), user=r.user), env=auth)
 
     def synced() -> None:
         deadline = time.monotonic() + timeout
         info: dict = {}
         while time.monotonic() < deadline:
-            out = runner.run(rc.raw(r.host, r.port, "INFO", "replication"), mutating=False, env=auth, check=False)
+            out = runner.run(rc.raw(r.host, r.port, "INFO", "replication", user=r.user), mutating=False, env=auth, check=False)
             info = rc.parse_info(out.stdout)
             if info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0" \
                     and redis_info(env, runner).get("loading") == "0":
@@ -67,7 +67,7 @@ def replicate_from(env: Env, runner: Runner, loader_port: int, timeout: float = 
         runner.call(f"wait until redis {r.host}:{r.port} has resynced from the loader (it refuses writes meanwhile)",
                     synced)
     finally:
-        runner.run(rc.raw(r.host, r.port, "REPLICAOF", "NO", "ONE"), env=auth)
+        runner.run(rc.raw(r.host, r.port, "REPLICAOF", "NO", "ONE", user=r.user), env=auth)
 
 
 def load_rdb(env: Env, runner: Runner, store, art: mf.Artifact, fail_before_swap: bool = False) -> None:

@@ -51,7 +51,7 @@ def redis_env(env: Env) -> dict:
 
 def redis_info(env: Env, runner: Runner) -> dict[str, str]:
     r = env.cfg.backup.redis
-    out = runner.run(rc.raw(r.host, r.port, "INFO", "persistence"), mutating=False, env=redis_env(env)).stdout
+    out = runner.run(rc.raw(r.host, r.port, "INFO", "persistence", user=r.user), mutating=False, env=redis_env(env)).stdout
     # A wrong password is an error reply with exit 0: without this, BGSAVE "never finishes" (600 s wait).
     problem = rc.reply_error(out)
     if problem:
@@ -64,9 +64,9 @@ def redis_fingerprint(env: Env, runner: Runner, at: tuple[str, int] | None = Non
     """Key count and a digest of the sorted key names (the keyset), of the configured server or `at`."""
     r = env.cfg.backup.redis
     host, port = at or (r.host, r.port)
-    auth = {} if at else redis_env(env)
-    count = int(runner.run(rc.raw(host, port, "DBSIZE"), mutating=False, env=auth).stdout.strip() or 0)
-    keys = runner.run(rc.raw(host, port, "--scan"), mutating=False, env=auth).stdout
+    auth, user = ({}, "") if at else (redis_env(env), r.user)
+    count = int(runner.run(rc.raw(host, port, "DBSIZE", user=user), mutating=False, env=auth).stdout.strip() or 0)
+    keys = runner.run(rc.raw(host, port, "--scan", user=user), mutating=False, env=auth).stdout
     digest = hashlib.sha256("\n".join(sorted(keys.split())).encode()).hexdigest()
     return {"keys": count, "keyset_sha256": digest}
 
@@ -75,7 +75,7 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
     r = env.cfg.backup.redis
     renv = redis_env(env)
     before = redis_info(env, runner)
-    runner.run(rc.raw(r.host, r.port, "BGSAVE"), env=renv)
+    runner.run(rc.raw(r.host, r.port, "BGSAVE", user=r.user), env=renv)
 
     def wait() -> None:
         deadline = time.monotonic() + timeout
@@ -89,8 +89,8 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
     fp = redis_fingerprint(env, runner)
     path = r.rdb_path
     if not path:
-        d = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dir"), mutating=False, env=renv).stdout.split()
-        f = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dbfilename"), mutating=False, env=renv).stdout.split()
+        d = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dir", user=r.user), mutating=False, env=renv).stdout.split()
+        f = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dbfilename", user=r.user), mutating=False, env=renv).stdout.split()
         path = f"{d[1]}/{f[1]}" if len(d) > 1 and len(f) > 1 else "<dir>/<dbfilename>"
     runner.run(rc.check_rdb(path))  # reads only, but checks what BGSAVE wrote: planned, not run, in dry-run
     art, _ = upload(env, runner, store, ["cat", path],

@@ -23,8 +23,11 @@ SECRETS_DIR = "/run/secrets"
 PGVOL = "/pgvol"  # the PostgreSQL volume inside the ops container; PGDATA is its pgdata/ directory
 STORE_MOUNT = "/store"
 BACKUP_ROLE = "iosops_backup"
+REDIS_BACKUP_USER = "iosops_backup"  # the Redis ACL user of the backup services (iosops/deploy/dbusers.py)
 SECRET_FILES = {  # compose secret -> (config path of the reference, required)
     "backup_password": ("secrets.backup_password", True),
+    # The backup's Redis ACL user (iosops/deploy/dbusers.py): INFO, BGSAVE, DBSIZE, SCAN.
+    "redis_backup_password": ("secrets.redis_backup_password", True),
     "backup_store_access_key_id": ("backup.store.access_key_id", False),
     "backup_store_secret_access_key": ("backup.store.secret_access_key", False),
     "backup_encryption_key": ("backup.encryption_key", False),
@@ -44,7 +47,8 @@ def ops_config(env: Env) -> dict[str, Any]:
     backup["postgres"] = {**backup["postgres"], "host": "postgres", "port": 5432, "user": BACKUP_ROLE,
                           "dbname": env.cfg.stack.postgres_db, "bin_dir": "/usr/lib/postgresql/15/bin",
                           "data_dir": f"{PGVOL}/pgdata", "password": {"file": f"{SECRETS_DIR}/backup_password"}}
-    backup["redis"] = {"host": "redis", "port": 6379, "rdb_path": "/redisdata/dump.rdb", "restore_dir": "/redisdata"}
+    backup["redis"] = {"host": "redis", "port": 6379, "rdb_path": "/redisdata/dump.rdb", "restore_dir": "/redisdata",
+                       "user": REDIS_BACKUP_USER, "password": {"file": f"{SECRETS_DIR}/redis_backup_password"}}
     backup["metrics_file"] = "/var/lib/iosops/metrics/iosops_backup.prom"
     backup.pop("webhook_url", None)
     if b.store.kind == "local":
@@ -242,6 +246,9 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
             for svc in [c for c in ("postgres", "redis") if c in comps]:
                 wait_service_healthy(t, svc, env.cfg.deploy.health_timeout_s)
             ensure_backup_role(t)
+            from ..deploy.dbusers import ensure_roles
+
+            ensure_roles(t)  # a recovery point from before the roles existed has none of them
             compose_up(t, env, ["walstream"])
             lap("start_s")
         for w in web:

@@ -31,9 +31,12 @@ def up(base_argv: Sequence[str], services: Sequence[str], scale: Mapping[str, in
     return argv + list(services)
 
 
-def run_once(base_argv: Sequence[str], service: str, argv: Sequence[str], env: Mapping[str, str] = {}) -> list[str]:
-    """A one-off container of `service` (its image, networks, env and secrets), removed afterwards."""
+def run_once(base_argv: Sequence[str], service: str, argv: Sequence[str], env: Mapping[str, str] = {},
+             volumes: Sequence[str] = ()) -> list[str]:
+    """A one-off container of `service` (its image, networks, env and secrets), removed afterwards;
+    `volumes` are mounted into this container only (e.g. a secret file the service itself must not have)."""
     extra = [a for k, v in sorted(env.items()) for a in ("-e", f"{k}={v}")]
+    extra += [a for v in volumes for a in ("-v", v)]
     return [*base_argv, "run", "--rm", "--no-deps", "-T", *extra, service, *argv]
 
 

@@ -6,12 +6,17 @@ from typing import Optional
 from ..errors import OperationFailed
 
 
-def cli(host: str, port: int, *args: str) -> list[str]:
-    return ["redis-cli", "-h", host, "-p", str(port), "--no-raw", *args]
+def _user(user: str) -> list[str]:
+    """An ACL user's name (its password still comes from REDISCLI_AUTH)."""
+    return ["--user", user] if user else []
 
 
-def raw(host: str, port: int, *args: str) -> list[str]:
-    return ["redis-cli", "-h", host, "-p", str(port), "--raw", *args]
+def cli(host: str, port: int, *args: str, user: str = "") -> list[str]:
+    return ["redis-cli", "-h", host, "-p", str(port), *_user(user), "--no-raw", *args]
+
+
+def raw(host: str, port: int, *args: str, user: str = "") -> list[str]:
+    return ["redis-cli", "-h", host, "-p", str(port), *_user(user), "--raw", *args]
 
 
 def check_rdb(path: str) -> list[str]:

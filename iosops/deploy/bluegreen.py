@@ -28,6 +28,7 @@ from ..runner import Runner
 from ..stack.pgauth import check_compose, check_compose_started
 from . import nginx as ng
 from .health import all_healthy, smoke, wait_ready, wait_service_healthy
+from .dbusers import APP_ROLE, MIGRATE_ENV, MONITOR_ROLE, OWNER_ROLE, ensure_roles, migrate_secret_mount
 from .stackfiles import datastores_fingerprint, ops_image_for, write_stack_files
 from .switch import (active_colour, drain, error_window, latency_verdict, nginx_id, probe_all, remove_colour,
                      p95, split_p95, switch)
@@ -169,13 +170,17 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
                 check_compose_started(dt, recheck)
             ensure_backup_role(dt)
             step(f"[{dt.name}] backup role {BACKUP_ROLE} ready")
+            ensure_roles(dt)
+            step(f"[{dt.name}] roles {OWNER_ROLE}, {APP_ROLE}, {MONITOR_ROLE} ready")
         states[dt.name]["datastores"] = fp
         # The WAL streamer runs the ops image of this release (recreated only when that changed).
         dt.runner.run(cc.up(dt.base(), ["walstream"]))
-        # Migrations once, against the one database, before any new code serves.
+        # Migrations once, against the one database, before any new code serves; as the schema's owner,
+        # whose password is mounted into this one-off container only (the serving API never has it).
         t0 = web[0]
         mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", ["python3", "-c", MIGRATE],
-                                        env={"ALLOW_DESTRUCTIVE": "1" if allow_destructive else "0"}))
+                                        env={"ALLOW_DESTRUCTIVE": "1" if allow_destructive else "0", **MIGRATE_ENV},
+                                        volumes=[migrate_secret_mount(t0)]))
         outcome = json.loads(mig.stdout.strip().splitlines()[-1]) if not mig.dry_run else {"pending": [], "applied": []}
         if outcome["applied"] is None:
             destructive = [f"{m['version']}_{m['name']}" for m in outcome["pending"] if m["destructive"]]

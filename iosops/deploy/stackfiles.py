@@ -106,9 +106,13 @@ def write_stack_files(t: Target, images: dict[str, str], ops_image: str = "") ->
     if t.split:
         t.put(ROLES_FILE, roles_override(env, t))
     t.put("stack.env", stack_env(env, images, t, ops_image), 0o600)
-    # The file is readable by the containers' users (the API runs as 10001, PostgreSQL as 999); the
-    # directory (0700, owned by the deploy user) keeps it from everyone else on the host.
-    t.put("secrets/postgres_password", env.secret("postgres_password").get(), 0o644)
+    # The datastores' passwords this host needs (the superuser's on the data host only, the roles' and users'
+    # of iosops/deploy/dbusers.py) and the data host's Redis ACL file. Each file is readable by the
+    # containers' users (the API runs as 10001, PostgreSQL as 999); the directory (0700, owned by the deploy
+    # user) keeps it from everyone else on the host.
+    from .dbusers import write_files
+
+    write_files(t)
     if t.data:
         prepare_host(t, env)  # the ops containers' config, the backup secrets, the local store directory
     else:

@@ -85,9 +85,17 @@ def multi(netns_hosts, api_image, s3, tmp_path_factory):
     load_release(netns_hosts, release, ops_of(release), imgs)
     vars_ = staging_vars(netns_hosts, state, imgs, s3_url=s3["url"], age_identity=s3["identity"],
                          age_recipient=s3["recipient"])
+    vars_.update(role_secret_vars())
     webs, data = list(netns_hosts)[:-1], netns_hosts[len(netns_hosts) - 1]
     yield {"hosts": netns_hosts, "webs": webs, "data": data, "vars": vars_, "release": release, "state": state}
     remove_release(release)
+
+
+def role_secret_vars() -> dict[str, str]:
+    """Test values for staging's datastore role and user passwords (iosops/deploy/dbusers.py)."""
+    from iosops.deploy.dbusers import ROLE_SECRETS
+
+    return {f"IOS_STAGING_{name.upper()}": f"mh-{uuid.uuid4().hex}" for name in ROLE_SECRETS}
 
 
 def inv_ok(multi, *args: str, timeout: float = 900) -> str:

@@ -115,6 +115,44 @@ def test_first_deploy_runs_the_datastores_once_and_the_api_on_the_web_hosts(stag
     assert hosts.files[(DB1, "/srv/iosops/iosops-staging/secrets/backup_password")] == "bk-sentinel-9922"
 
 
+def test_each_host_holds_only_the_datastore_passwords_its_services_use(staging):
+    """Least privilege across hosts: the superuser's and the monitor's password stay on the data host, the
+    API's on the web hosts (plus the owner's, for the migration run); Redis gets hashes, never passwords;
+    the roles are set up in the data host's PostgreSQL from its secret files (no value in any argv); the
+    migrations run as the owner, whose secret is mounted into that one-off container only."""
+    import hashlib
+
+    hosts = Hosts()
+    bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+    d = "/srv/iosops/iosops-staging/"
+
+    def secret(host: str, name: str) -> str:
+        return hosts.files[(host, f"{d}secrets/{name}")]
+
+    for web in (APP1, APP2):
+        assert secret(web, "postgres_app_password") == SENTINELS["IOS_STAGING_POSTGRES_APP_PASSWORD"]
+        assert secret(web, "postgres_owner_password") == SENTINELS["IOS_STAGING_POSTGRES_OWNER_PASSWORD"]
+        assert secret(web, "redis_app_password") == SENTINELS["IOS_STAGING_REDIS_APP_PASSWORD"]
+        for name in ("postgres_password", "postgres_monitor_password", "redis_backup_password", "redis_exporter_passwords"):
+            assert secret(web, name) == "", f"{name} on web host {web}"
+        assert (web, f"{d}redis/users.acl") not in hosts.files
+    assert secret(DB1, "postgres_password") == SENTINELS["IOS_STAGING_POSTGRES_PASSWORD"]
+    assert secret(DB1, "postgres_monitor_password") == SENTINELS["IOS_STAGING_POSTGRES_MONITOR_PASSWORD"]
+    assert secret(DB1, "redis_backup_password") == SENTINELS["IOS_STAGING_REDIS_BACKUP_PASSWORD"]
+    assert json.loads(secret(DB1, "redis_exporter_passwords")) == {"redis://redis:6379": SENTINELS["IOS_STAGING_REDIS_EXPORTER_PASSWORD"]}
+    assert secret(DB1, "redis_app_password") == ""  # the data host only needs its hash
+    acl = hosts.files[(DB1, f"{d}redis/users.acl")]
+    assert "user default off" in acl and not [v for v in SENTINELS.values() if v in acl]
+    assert "#" + hashlib.sha256(SENTINELS["IOS_STAGING_REDIS_APP_PASSWORD"].encode()).hexdigest() in acl
+    roles = hosts.on(DB1, "exec -T postgres sh -c")
+    assert len(roles) == 1 and "-v owner=ios_owner -v app=ios_app -v monitor=iosops_monitor" in roles[0]
+    assert not [h for h, l in hosts.calls if "exec -T postgres sh -c" in l and h != DB1]
+    migrate = hosts.on(APP1, "schema_migrations")[0]
+    assert ("-e POSTGRES_PASSWORD_FILE=/run/secrets/postgres_owner_password -e POSTGRES_USER=ios_owner -v "
+            f"{d}secrets/postgres_owner_password:/run/secrets/postgres_owner_password:ro api-blue python3") in migrate
+    assert not [v for v in SENTINELS.values() if any(v in line for _, line in hosts.calls)]
+
+
 def test_a_web_host_whose_colour_never_gets_ready_removes_it_everywhere_and_switches_nothing(staging, monkeypatch):
     monkeypatch.setattr(bg, "probe_all", answered(200))
     hosts = Hosts(active="blue", fail={(APP2, "/ready"): Result(0, json.dumps({"/ready": 503}) + "\n")})

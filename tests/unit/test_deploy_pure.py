@@ -124,7 +124,7 @@ def test_compose_isolates_datastores_and_labels_everything():
     assert "./monitoring/prometheus:/etc/prometheus:ro" in svcs["prometheus"]["volumes"]
     assert "./monitoring/alertmanager:/etc/alertmanager:ro" in svcs["alertmanager"]["volumes"]
     # secrets are files, never environment values
-    assert svcs["api-blue"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert svcs["api-blue"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_app_password"
     assert not any("PASSWORD=" in str(v) for s in svcs.values() for v in (s.get("environment") or {}).values())
 
 

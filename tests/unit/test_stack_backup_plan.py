@@ -15,7 +15,12 @@ from iosops.runner import Result, Runner
 
 SENTINELS = {"IOS_STAGING_POSTGRES_PASSWORD": "pg-sentinel-4411", "IOS_STAGING_BACKUP_PASSWORD": "bk-sentinel-9922",
              "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "s3-key-id-sentinel-1100", "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY":
-             "s3-sentinel-7733", "IOS_STAGING_BACKUP_AGE_IDENTITY": "AGE-SECRET-KEY-1SENTINEL"}  # pragma: allowlist secret - test markers
+             "s3-sentinel-7733", "IOS_STAGING_BACKUP_AGE_IDENTITY": "AGE-SECRET-KEY-1SENTINEL",  # pragma: allowlist secret - test markers
+             # the datastores' least-privilege roles and users (iosops/deploy/dbusers.py)
+             "IOS_STAGING_POSTGRES_OWNER_PASSWORD": "pg-owner-sentinel-5101", "IOS_STAGING_POSTGRES_APP_PASSWORD":
+             "pg-app-sentinel-5102", "IOS_STAGING_POSTGRES_MONITOR_PASSWORD": "pg-mon-sentinel-5103",  # pragma: allowlist secret - test markers
+             "IOS_STAGING_REDIS_APP_PASSWORD": "rd-app-sentinel-5104", "IOS_STAGING_REDIS_BACKUP_PASSWORD":
+             "rd-bk-sentinel-5105", "IOS_STAGING_REDIS_EXPORTER_PASSWORD": "rd-exp-sentinel-5106"}  # pragma: allowlist secret - test markers
 
 
 class DataHost:
@@ -61,6 +66,10 @@ def test_backup_runs_in_the_ops_container_on_the_first_ssh_host_with_secrets_as_
     cfg = yaml.safe_load(next(i for i in host.inputs if i.startswith("# written by inv deploy / inv backup")))
     assert cfg["backup"]["store"]["kind"] == "s3" and cfg["backup"]["postgres"]["host"] == "postgres"
     assert cfg["backup"]["store"]["secret_access_key"] == {"file": "/run/secrets/backup_store_secret_access_key"}
+    # Redis as the backup's ACL user (INFO, BGSAVE, DBSIZE, SCAN), its password a secret file too
+    assert (cfg["backup"]["redis"]["user"], cfg["backup"]["redis"]["password"]) == \
+        ("iosops_backup", {"file": "/run/secrets/redis_backup_password"})
+    assert SENTINELS["IOS_STAGING_REDIS_BACKUP_PASSWORD"] in host.inputs
     assert not [v for v in SENTINELS.values() if v in "\n".join(l for _, l in host.calls)]
     assert SENTINELS["IOS_STAGING_BACKUP_PASSWORD"] in host.inputs  # the file's content, on stdin of `put`
     assert "AGE-SECRET-KEY" not in json.dumps(cfg) and sent
@@ -102,3 +111,6 @@ def test_restore_order_on_the_data_host_and_failure_of_finish_restarts_the_datas
     maint = [text for line, text in host.puts if "maintenance.conf" in line]
     assert len(maint) == 4 and all("return 503" in m for m in maint[:2]) and maint[2:] == ["", ""]
     assert first(" up --detach --no-deps --no-build walstream") > first("restore-finish")
+    # The roles again after the datastores are back (a recovery point may predate them), before walstream.
+    assert first(" up --detach --no-deps --no-build postgres redis") < first("pg-ensure-backup-role") \
+        < first("exec -T postgres sh -c") < first(" up --detach --no-deps --no-build walstream")
