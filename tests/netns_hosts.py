@@ -890,7 +890,14 @@ def staging_vars(hosts: "NetnsHosts", state_dir: Path, images: dict[str, str], s
             "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "AKIA" + uuid.uuid4().hex[:16].upper(),
             "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY": uuid.uuid4().hex + uuid.uuid4().hex[:8],  # pragma: allowlist secret - random per run (moto takes any)
             "IOS_STAGING_BACKUP_AGE_IDENTITY": age_identity or "AGE-SECRET-KEY-1" + "Q" * 58,
-            **{f"IOSOPS_IMAGES__{k.upper()}": v for k, v in images.items()}}
+            **{f"IOSOPS_IMAGES__{k.upper()}": v for k, v in images.items()}, **_role_secrets()}
+
+
+def _role_secrets() -> dict[str, str]:
+    """Per-run test values for staging's datastore role and user passwords (iosops/deploy/dbusers.py)."""
+    from iosops.deploy.dbusers import ROLE_SECRETS
+
+    return {f"IOS_STAGING_{name.upper()}": f"nh-{uuid.uuid4().hex}" for name in ROLE_SECRETS}
 
 
 def load_release(hosts: "NetnsHosts", api_ref: str, ops_ref: str, images: dict[str, str]) -> dict[str, float]:
