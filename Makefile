@@ -1,5 +1,5 @@
 # The CI/CD stages as make targets, one-to-one with .github/workflows/ci-cd.yml: each target is ONE
-# `inv` call (tests/unit/test_pipeline.py checks the mapping). `make bootstrap` sets the machine up.
+# `inv` call (tests/tools/test_pipeline.py checks the mapping). `make bootstrap` sets the machine up.
 # TAG is the release (the tag `inv build --push` made): the workflow passes the build job's output;
 # promote-prod and deploy-prod refuse to run without it (prod is Kubernetes: there is no "build it here").
 INV ?= .venv/bin/inv

@@ -4,14 +4,28 @@ from invoke import task
 from invoke.exceptions import Exit
 
 
-@task(help={"tier": "unit, integration, e2e, infra or all (default)", "k": "pytest -k expression",
-            "x": "Stop at the first failure"})
+# Fastest first, so `all` fails early: in-process (seconds), real programs, real services, whole flows, the
+# built container. A tier directory that another branch adds (tests/<name>/) joins `all` on its own.
+TIERS = ("unit", "tools", "integration", "e2e", "infra")
+TIER_HELP = ("unit (in-process only: pure functions, plans with a scripted executor; seconds), tools (real "
+             "programs such as inv, hadolint, promtool, nginx -t, kustomize; no service), integration (real "
+             "services and Docker), e2e (whole flows), infra (the built container), or all (default: every tier)")
+
+
+def tiers_present(root) -> tuple[str, ...]:
+    """The known tiers in order, then any other tests/<dir>/ that is a test package, alphabetically."""
+    extra = sorted(d.name for d in (root / "tests").iterdir()
+                   if d.is_dir() and d.name not in TIERS and (d / "__init__.py").exists() and any(d.glob("test_*.py")))
+    return tuple(t for t in TIERS if (root / "tests" / t).is_dir()) + tuple(extra)
+
+
+@task(help={"tier": TIER_HELP, "k": "pytest -k expression", "x": "Stop at the first failure"})
 def test(c, tier="all", k="", x=False):
-    """Run the test suite (all tiers: unit, integration against real services, e2e, infra)."""
+    """Run the test suite: one tier (tests/<tier>/) or all of them, fastest first."""
     from iosops import REPO_ROOT
     from iosops.runner import Runner
 
-    tiers = ("unit", "integration", "e2e", "infra")
+    tiers = tiers_present(REPO_ROOT)
     if tier != "all" and tier not in tiers:
         raise Exit(f"error: --tier {tier!r} is not one of {', '.join(tiers)}, all", code=2)
     paths = [f"tests/{t}" for t in (tiers if tier == "all" else (tier,))]

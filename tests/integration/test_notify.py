@@ -1,7 +1,7 @@
 """Webhook notifications against a real local HTTP receiver (tests/webhook_receiver.py stands in for
 Slack, which is not reachable here): delivery and contents, retries on 500, a dead port, a hanging and a
 trickling receiver (bounded), dry-run sends nothing; then through the real `inv k8s.deploy`,
-`inv deploy --env prod` and `inv k8s.rollback` tasks, with a FAKE kubectl (tests/fake_kubectl.py, no
+`inv deploy --env prod` and `inv k8s.rollback` tasks, with a FAKE kubectl (tests/kubectl_replay.py, no
 Kubernetes API server exists here) replaying recorded cluster answers. The compose path's messages are
 checked in test_deploy_stack.py on its real stack; backups' in test_backup_reliability.py."""
 import json
@@ -188,7 +188,7 @@ def fake_cluster(tmp_path, case: str, receiver_url: str) -> dict:
     spec = tmp_path / f"{case}.json"
     shutil.copy(CASES / f"{case}.json", spec)
     wrapper = tmp_path / "kubectl"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {ROOT / 'tests/fake_kubectl.py'} \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {ROOT / 'tests/kubectl_replay.py'} \"$@\"\n")
     wrapper.chmod(0o755)
     return {"IOSOPS_K8S__KUBECTL": str(wrapper), "FAKE_KUBECTL_CASE": str(spec),
             "IOS_PROD_SLACK_WEBHOOK_URL": receiver_url, "IOSOPS_STATE_DIR": str(tmp_path / "state"),

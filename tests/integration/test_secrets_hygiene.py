@@ -7,7 +7,7 @@ config or history entry of the built API image.
 Real: PostgreSQL 15 and Redis 7 on the host (backup_lab), their passwords set to the sentinels, S3 over
 HTTP (moto_server) with sentinel credentials, age encryption, a Distribution registry for the push,
 the Docker engine for the build, a local webhook receiver (stands in for Slack, not reachable here).
-FAKE: kubectl answering for a cluster (tests/fake_kubectl.py), since no Kubernetes API server exists
+FAKE: kubectl answering for a cluster (tests/kubectl_replay.py), since no Kubernetes API server exists
 here; `kubectl kustomize` is the real one.
 
 Not run here, and why: `inv deploy --env local` for real (a full blue-green deploy takes minutes; its
@@ -219,7 +219,7 @@ def fake_cluster(world: World, tmp_path: Path, case: str) -> dict:
     data.pop("environ", None)
     spec.write_text(json.dumps(data))
     wrapper = tmp_path / "kubectl"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {ROOT / 'tests/fake_kubectl.py'} \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {ROOT / 'tests/kubectl_replay.py'} \"$@\"\n")
     wrapper.chmod(0o755)
     return {**world.base, "IOSOPS_K8S__KUBECTL": str(wrapper), "FAKE_KUBECTL_CASE": str(spec)}
 

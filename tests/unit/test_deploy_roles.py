@@ -1,19 +1,14 @@
 """Web and data roles (hosts.hosts[*].roles): what each host of a split env is given — stack.env, the
 compose roles override (merged by the real docker-compose), the firewall — and where the flows act."""
-import json
-import shutil
-import subprocess
 from pathlib import PurePosixPath
 
 import pytest
-import yaml
 
 from iosops.config import load_env
 from iosops.deploy import stackfiles as sf
 from iosops.deploy.target import Target, data_target, targets, web_targets
 from iosops.hosts import files as hf
 from iosops.runner import Runner
-from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -49,30 +44,6 @@ def test_web_hosts_reach_the_data_host_on_its_private_address(staging):
     assert one["POSTGRES_HOST"] == "postgres" and one["REDIS_URL"] == "redis://redis:6379/0" and "DATA_BIND" not in one
 
 
-@pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose 1.29 is not installed")
-def test_roles_override_merges_with_the_compose_file(staging, tmp_path):
-    """The real docker-compose merges the override: the data host publishes its datastores on the private
-    address only; a web host's API keeps its internal networks and gets a route out."""
-    web, data = by_role(staging)
-    shutil.copy(ROOT / "docker/compose.yml", tmp_path / "compose.yml")
-    rendered = {}
-    for name, t, images in (("web", web[0], {"blue": "r/api:1"}), ("data", data, {})):
-        (tmp_path / "roles.yml").write_text(sf.roles_override(staging, t))
-        (tmp_path / "stack.env").write_text(sf.stack_env(staging, images, t))
-        out = subprocess.run(["docker-compose", "--project-directory", str(tmp_path), "-f", str(tmp_path / "compose.yml"),
-                              "-f", str(tmp_path / "roles.yml"), "--env-file", str(tmp_path / "stack.env"), "config"],
-                             capture_output=True, text=True, check=True).stdout
-        rendered[name] = yaml.safe_load(out)
-    pg = rendered["data"]["services"]["postgres"]
-    assert pg["ports"] == ["10.20.0.30:5432:5432/tcp"]
-    assert rendered["data"]["services"]["redis"]["ports"] == ["10.20.0.30:6379:6379/tcp"]
-    assert set(pg["networks"]) == {"data", "datapub"} and rendered["data"]["networks"]["data"]["internal"] is True
-    assert rendered["data"]["networks"]["datapub"]["labels"]["iosops.env"] == "staging"
-    api = rendered["web"]["services"]["api-blue"]
-    assert set(api["networks"]) == {"app", "data", "datalink"}
-    assert api["environment"]["POSTGRES_HOST"] == "10.20.0.30" and "ports" not in rendered["web"]["services"]["redis"]
-
-
 def test_only_the_data_host_of_a_split_env_filters_its_datastore_ports(staging):
     web, data = by_role(staging)
     nft = hf.nftables_conf(staging, data.host)
@@ -94,16 +65,3 @@ def test_split_env_with_the_monitoring_profile_is_refused(staging):
     staging.cfg.deploy.profiles = ["monitoring"]
     with pytest.raises(BadInput, match="monitoring profile runs beside the stack on one host"):
         check_profiles(staging, targets(staging, Runner()))
-
-
-@pytest.mark.skipif(not shutil.which("nft"), reason="nft is not installed (scripts/bootstrap.sh installs nftables)")
-def test_every_rendered_firewall_parses_with_the_real_nft(tmp_path):
-    """`nft -c` (check only, nothing loaded) on what provision writes for each role of a split env."""
-    env = load_env("staging", environ={"IOSOPS_HOSTS__HOSTS": json.dumps([
-        {"address": "10.0.0.1", "roles": ["web"]}, {"address": "10.0.0.2", "roles": ["web"]},
-        {"address": "db.example", "private_address": "10.0.0.3", "roles": ["data"]}])})
-    for h in env.cfg.hosts.hosts:
-        f = tmp_path / f"{h.address}.nft"
-        f.write_text(hf.nftables_conf(env, h))
-        proc = subprocess.run(["nft", "-c", "-f", str(f)], capture_output=True, text=True)
-        assert proc.returncode == 0, (h.address, proc.stderr)

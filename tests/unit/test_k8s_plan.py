@@ -3,13 +3,14 @@
 A scripted executor stands in for the cluster: it answers each kubectl command with the output a
 cluster gave for it (recorded in the case file) and the test compares the exact, ordered command
 sequence the library produced. This proves the decisions and the argv, not that a cluster accepts
-them (tests/e2e/test_k8s_live.py does that where a cluster exists). `kubectl kustomize` and
-kubernetes-validate are NOT scripted: they run for real on the committed overlays.
+them (tests/e2e/test_k8s_live.py does that where a cluster exists). The executor is the suite's one
+kubectl replay (tests/kubectl_replay.py). Cases that render the overlays run `kubectl kustomize` and
+kubernetes-validate for real on the committed files: those are in the tools tier
+(tests/tools/test_k8s_plan.py); the rest run here, in-process.
 """
 import datetime as dt
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,10 +21,19 @@ from iosops.config import load_env
 from iosops.errors import IosopsError
 from iosops.k8s import backup as kbackup
 from iosops.k8s import deploy as kdeploy
-from iosops.runner import Result, Runner, reveal
+from iosops.runner import Runner
+from tests.kubectl_replay import ScriptedCluster
 
 CASES = sorted((Path(__file__).parent / "k8s_plans").glob("*.json"))
-REAL = ("kustomize",)
+
+
+def renders(case: Path) -> bool:
+    """The case reaches `kubectl kustomize`: it needs the real local tools (the tools tier runs it)."""
+    return any(line.startswith("kubectl kustomize ") for line in json.loads(case.read_text())["expected_commands"])
+
+
+IN_PROCESS = [c for c in CASES if not renders(c)]
+RENDERING = [c for c in CASES if renders(c)]
 
 
 def normalize(line: str, state: Path) -> str:
@@ -34,28 +44,6 @@ def normalize(line: str, state: Path) -> str:
     import shlex
     line = line.replace(shlex.quote(SMOKE_SCRIPT), "$SMOKE")
     return line
-
-
-class ScriptedCluster:
-    """Returns the recorded output for each cluster command, in order; runs local tools for real."""
-
-    def __init__(self, responses):
-        self.responses = list(responses)
-        self.stdin: list[str] = []
-
-    def __call__(self, argv, **kw):
-        real = reveal(argv)
-        if real[1:2] == ["kustomize"] or real[0].endswith("kubernetes-validate"):
-            p = subprocess.run(real, capture_output=True, text=True, timeout=120)
-            return Result(p.returncode, p.stdout, p.stderr)
-        if kw.get("input") is not None:
-            self.stdin.append(kw["input"])
-        assert self.responses, f"unexpected command (no recorded answer left): {argv}"
-        r = self.responses.pop(0)
-        text = " ".join(real)
-        assert r["match"] in text, f"expected a command containing {r['match']!r}, got {text!r}"
-        out = r.get("stdout", "")
-        return Result(r.get("rc", 0), out if isinstance(out, str) else json.dumps(out), r.get("stderr", ""))
 
 
 def ticking(start):
@@ -71,11 +59,11 @@ def no_sleep(_s):
     return None
 
 
-def run_case(spec, tmp_path, monkeypatch):
+def run_case(spec, tmp_path, monkeypatch, local=None):
     for k_, v in spec.get("environ", {}).items():
         monkeypatch.setenv(k_, v)
     env = load_env(spec["env"], environ={"IOSOPS_STATE_DIR": str(tmp_path)}, overrides=spec.get("overrides"))
-    cluster = ScriptedCluster(spec["responses"])
+    cluster = ScriptedCluster(spec["responses"], local=local)
     runner = Runner(executor=cluster, say=lambda _l: None, dry_run=spec.get("dry_run", False))
     now = dt.datetime.strptime(spec.get("now", "2026-11-27T22:00:00Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
     fn = {"deploy": lambda: kdeploy.deploy(env, runner, spec.get("tag", ""), now=lambda: now),
@@ -101,10 +89,14 @@ def run_case(spec, tmp_path, monkeypatch):
     return plan, error, code, cluster
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("case", IN_PROCESS, ids=lambda p: p.stem)
 def test_plan(case, tmp_path, monkeypatch):
+    check_case(case, tmp_path, monkeypatch)
+
+
+def check_case(case, tmp_path, monkeypatch, local=None):
     spec = json.loads(case.read_text())
-    plan, error, code, cluster = run_case(spec, tmp_path, monkeypatch)
+    plan, error, code, cluster = run_case(spec, tmp_path, monkeypatch, local)
     assert code == spec["expected_exit"], error
     if spec.get("expected_error"):
         assert spec["expected_error"] in (error or ""), error
@@ -142,13 +134,16 @@ def test_plan(case, tmp_path, monkeypatch):
 def test_there_are_plan_cases():
     names = {c.stem for c in CASES}
     assert {"deploy_good", "deploy_rollout_fails", "deploy_smoke_fails", "rollback_in_window"} <= names
+    assert IN_PROCESS and RENDERING and sorted(IN_PROCESS + RENDERING) == CASES
 
 
 if __name__ == "__main__":  # record: print a case's plan to review and paste into expected_commands
     import tempfile
     from _pytest.monkeypatch import MonkeyPatch
 
+    from tests.tools.test_k8s_plan import run_for_real
+
     spec = json.loads(Path(sys.argv[1]).read_text())
     with tempfile.TemporaryDirectory() as d:
-        plan, error, code, _ = run_case(spec, Path(d), MonkeyPatch())
+        plan, error, code, _ = run_case(spec, Path(d), MonkeyPatch(), run_for_real)
     print(json.dumps({"expected_exit": code, "error": error, "expected_commands": plan}, indent=1))

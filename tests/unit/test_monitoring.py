@@ -3,13 +3,11 @@ firing and a quiet promtool test), runbooks, dashboards' structure, and that eac
 on a broken input (a checker that cannot fail proves nothing)."""
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from iosops.commands import promtool as pt
 from iosops.config import load_env
 from iosops.errors import BadInput
 from iosops.monitoring import (ALERTMANAGER_DIR, DASHBOARDS_DIR, PROVISIONING_DIR, RULE_TESTS_DIR, RULES_DIR,
@@ -77,36 +75,6 @@ def test_alert_needs_severity_and_annotations(copy_tree):
     assert any("RedisDown" in p and "missing annotation description" in p for p in problems)
 
 
-# -- promtool ------------------------------------------------------------------------------------------
-def test_promtool_test_rules_passes_on_the_repo():
-    proc = subprocess.run(pt.test_rules([p.name for p in rules.test_files()]), cwd=RULE_TESTS_DIR,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("SUCCESS") == len(rules.test_files())
-
-
-def test_promtool_test_rules_fails_when_a_rule_no_longer_fires(copy_tree):
-    """Raise IosApiDown's `for` to 10m: the firing case at 5m must now fail."""
-    f = copy_tree / "rules" / "api.yml"
-    f.write_text(f.read_text().replace("expr: up{job=\"ios-api\"} == 0\n        for: 1m", "expr: up{job=\"ios-api\"} == 0\n        for: 10m"))
-    proc = subprocess.run(pt.test_rules(["api_test.yml"]), cwd=copy_tree / "tests", capture_output=True, text=True)
-    assert proc.returncode == 1
-    assert "IosApiDown" in proc.stdout + proc.stderr
-
-
-@pytest.mark.parametrize("scrape_interval", ["15s", "5s"])
-def test_rendered_prometheus_config_is_valid(tmp_path, scrape_interval):
-    """The exact directory monitoring.up mounts, for the env's intervals and the live check's 5s."""
-    env = load_env("local", environ={}, overrides={"monitoring": {"scrape_interval": scrape_interval}})
-    files = mstack.render_prometheus(env)
-    static._write_tree(tmp_path, files)
-    proc = subprocess.run(pt.check_config("prometheus.yml"), cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "WARNING" not in proc.stdout + proc.stderr  # every file_sd file exists
-    assert yaml.safe_load(files["targets/ios-api.yml"]) == [{"targets": ["api:8000"], "labels": {"env": "local"}}]
-    assert yaml.safe_load(files["targets/nginx.yml"]) == []
-
-
 def test_targets_come_from_config_and_unknown_jobs_are_refused():
     env = load_env("local", environ={}, overrides={"monitoring": {"targets": {"nginx": ["edge:9113"]}}})
     assert mstack.targets(env)["nginx"] == ["edge:9113"]
@@ -131,28 +99,6 @@ def test_walstream_is_scraped_on_compose_and_kubernetes():
 def test_bad_monitoring_setting_is_bad_input():
     with pytest.raises(BadInput, match="monitoring.scrape_interval"):
         load_env("local", environ={}, overrides={"monitoring": {"scrape_interval": "fast"}})
-
-
-def test_kubernetes_variant_checks_and_rejects_a_bad_role(tmp_path, monkeypatch):
-    assert static.k8s_config_check(Runner(), tmp_path).ok
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "prometheus-k8s.yml").write_text((static.PROMETHEUS_DIR / "prometheus-k8s.yml").read_text()
-                                            .replace("role: node", "role: nodes"))
-    monkeypatch.setattr(static, "PROMETHEUS_DIR", bad)
-    check = static.k8s_config_check(Runner(), tmp_path / "scratch")
-    assert not check.ok and any("'nodes'" in p for p in check.problems)
-
-
-# -- alertmanager ----------------------------------------------------------------------------------------
-def test_amtool_check_config_and_routes_by_severity():
-    proc = subprocess.run(pt.am_check_config("alertmanager.yml"), cwd=ALERTMANAGER_DIR, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    check = static.routes_check(Runner(), rules.alerts())
-    assert check.ok, check.problems
-    got = subprocess.run(pt.am_routes_test(str(ALERTMANAGER_DIR / "alertmanager.yml"), {"severity": "info"}),
-                         capture_output=True, text=True).stdout.strip()
-    assert got == "blackhole"
 
 
 def test_alertmanager_config_holds_no_webhook_and_inhibits_latency_when_api_is_down():
@@ -246,23 +192,6 @@ def test_variables_are_substituted_like_grafana():
     assert qs[0].ref == "var" and qs[0].expr == "group by (instance) (pg_up)"
     assert all("$" not in q.expr for q in qs)
     assert grafana.substitute('rate(x{a=~"$v"}[$__rate_interval])', {"v": ".+", "__rate_interval": "1m"}) == 'rate(x{a=~".+"}[1m])'
-
-
-def test_every_dashboard_query_parses_and_a_broken_one_is_named(tmp_path, monkeypatch):
-    check, n = static.parse_dashboard_queries(Runner(), tmp_path)
-    assert check.ok, check.problems
-    assert n >= 60
-    broken = tmp_path / "broken"
-    shutil.copytree(DASHBOARDS_DIR, broken)
-    f = broken / "ios-api.json"
-    dash = json.loads(f.read_text())
-    dash["panels"][0]["targets"][0]["expr"] = "sum(rate(http_requests_total[5m])"
-    f.write_text(json.dumps(dash))
-    monkeypatch.setattr(grafana, "DASHBOARDS_DIR", broken)
-    monkeypatch.setattr(grafana.load_dashboards, "__defaults__", (broken,))
-    check, _ = static.parse_dashboard_queries(Runner(), broken)
-    assert not check.ok
-    assert any("ios-api / Request rate / A" in p for p in check.problems)
 
 
 # -- the live check's backup services ----------------------------------------------------------------------

@@ -1,13 +1,11 @@
 """`inv build` hands the release it made to later CI jobs through $GITHUB_OUTPUT (step outputs the build
 job exports as `outputs.tag`); outside GitHub Actions nothing is written."""
-import json
 
 import pytest
 
 from iosops.ci import outputs
 from iosops.errors import BadInput
 from iosops.runner import Runner
-from tests.conftest import run_inv
 
 
 def test_values_are_appended_as_name_value_lines(tmp_path):
@@ -30,14 +28,3 @@ def test_a_value_that_could_forge_another_output_is_refused(tmp_path, values):
     with pytest.raises(BadInput):
         outputs.write(Runner(), values, environ={"GITHUB_OUTPUT": str(f)})
     assert not f.exists()
-
-
-def test_build_dry_run_plans_the_output_and_writes_nothing(tmp_path):
-    f = tmp_path / "github_output"
-    proc = run_inv("build", "--tag", "dry-out-1", "--push", "--dry-run", "--json",
-                   env={"GITHUB_OUTPUT": str(f), "IOSOPS_BUILD__REGISTRY": "127.0.0.1:5999",
-                        "IOSOPS_DOCKER__HOST": "unix:///nonexistent/docker.sock"})
-    assert proc.returncode == 0, proc.stderr
-    plan = json.loads(proc.stdout)["plan"]
-    assert plan[-1] == f"append step outputs tag, image, ops_image to $GITHUB_OUTPUT ({f})"
-    assert not f.exists()  # a dry-run changes nothing
