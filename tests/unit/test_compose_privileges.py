@@ -2,7 +2,8 @@
 every profile): no capabilities but the documented ones, no privilege gain, a read-only root filesystem,
 tmpfs that cannot hold setuid files; each service connects to the datastores as its own role or user;
 and the Redis ACL and PostgreSQL role setup a deploy renders (pure parts; the real servers:
-tests/integration/test_datastore_privileges.py)."""
+tests/integration/test_datastore_privileges.py).
+The checks that run the real programs are in the tools tier: tests/tools/test_compose_privileges.py."""
 import hashlib
 import re
 

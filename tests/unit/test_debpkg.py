@@ -1,5 +1,6 @@
 """Debian package sets, pure: versions compared as dpkg does (checked against the real dpkg), dpkg status,
-Packages and Release parsers on captured text, the package label and the staleness decision."""
+Packages and Release parsers on captured text, the package label and the staleness decision.
+The checks that run the real programs are in the tools tier: tests/tools/test_debpkg.py."""
 from datetime import datetime, timezone
 from pathlib import Path
 

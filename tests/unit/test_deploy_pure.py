@@ -1,5 +1,6 @@
 """Pure parts of the deploy: nginx rendering (checked by the real `nginx -t`), log parsers, the
-compose file's shape (isolation, labels, limits, healthchecks) and the dry-run plan of a deploy."""
+compose file's shape (isolation, labels, limits, healthchecks) and the dry-run plan of a deploy.
+The checks that run the real programs are in the tools tier: tests/tools/test_deploy_pure.py."""
 import json
 
 import pytest

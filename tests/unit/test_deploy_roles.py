@@ -1,5 +1,6 @@
 """Web and data roles (hosts.hosts[*].roles): what each host of a split env is given — stack.env, the
-compose roles override (merged by the real docker-compose), the firewall — and where the flows act."""
+compose roles override (merged by the real docker-compose), the firewall — and where the flows act.
+The checks that run the real programs are in the tools tier: tests/tools/test_deploy_roles.py."""
 from pathlib import PurePosixPath
 
 import pytest

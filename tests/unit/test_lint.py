@@ -1,4 +1,5 @@
-"""hadolint on every Dockerfile in the repository (offline binary from PyPI)."""
+"""hadolint on every Dockerfile in the repository (offline binary from PyPI).
+The checks that run the real programs are in the tools tier: tests/tools/test_lint.py."""
 
 from tests.conftest import ROOT
 

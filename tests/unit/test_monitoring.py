@@ -1,6 +1,7 @@
 """Monitoring as code, offline: promtool/amtool on the real files, the coverage rule (every alert has a
 firing and a quiet promtool test), runbooks, dashboards' structure, and that each checker really fails
-on a broken input (a checker that cannot fail proves nothing)."""
+on a broken input (a checker that cannot fail proves nothing).
+The checks that run the real programs are in the tools tier: tests/tools/test_monitoring.py."""
 import json
 import shutil
 from pathlib import Path

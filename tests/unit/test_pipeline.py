@@ -1,7 +1,8 @@
 """The CI/CD pipeline, offline: the workflow's seven stages, the Makefile's targets and .ci/run/README call
 exactly the expected `inv` commands, so the three cannot drift apart; and the tag the build job made is the
 one every later job ships (job outputs, not a rebuild or a missing --tag). (The workflow's schema is checked
-by `inv ci.lint`, scanner workflow-schema.)"""
+by `inv ci.lint`, scanner workflow-schema.)
+The checks that run the real programs are in the tools tier: tests/tools/test_pipeline.py."""
 import re
 import shlex
 

@@ -1,6 +1,7 @@
 """Where an env's lock and audit log live, pure parts: the host-side commands (run here with sh against a
 temporary directory: the same argv a data host runs over SSH), their parsers, the holder message, stale
-detection, the choice of trail per env, and operation() when the trail's host fails at the end."""
+detection, the choice of trail per env, and operation() when the trail's host fails at the end.
+The checks that run the real programs are in the tools tier: tests/tools/test_trail.py."""
 import socket
 
 import pytest
