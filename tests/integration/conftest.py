@@ -2,6 +2,7 @@
 
 Everything created here carries the label iosops.test=1 and is removed by name/label at the end.
 """
+import shutil
 import subprocess
 import uuid
 from contextlib import contextmanager
@@ -33,12 +34,66 @@ def offline_images(docker_api):
 
 
 @pytest.fixture(scope="session")
-def api_image(offline_images, docker_api):
+def build_cas():
+    """The extra CA certificates the API image is built with: this machine's (build.extra_ca_dir of the local
+    env, often none in CI) plus a throwaway test CA, so the build always stages one and the tests can prove
+    it reached the builder stage and nothing of it the image. The test CA is made once per machine (its
+    key is never kept) so the pip layer stays cached between runs."""
+    from iosops.build.image import staged_ca_files
+
+    test_ca = TEST_STATE / "build-ca" / THROWAWAY_CA
+    if not test_ca.exists():
+        test_ca.parent.mkdir(parents=True, exist_ok=True)
+        test_ca.write_bytes(throwaway_ca_pem())
+    d = TEST_STATE / "build-ca-dir"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    certs = [*staged_ca_files(load_env("local", environ={})), test_ca]
+    for c in certs:
+        shutil.copyfile(c, d / c.name)
+    return {"dir": d, "certs": sorted(d.glob("*.crt")), "test_ca": d / THROWAWAY_CA}
+
+
+THROWAWAY_CA = "iosops-throwaway-test-ca.crt"
+
+
+def throwaway_ca_pem() -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"iosops throwaway test CA {uuid.uuid4().hex[:8]}")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="session")
+def api_image(offline_images, docker_api, build_cas):
     from iosops.build.image import build_image
 
-    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE)})
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE),
+                                     "IOSOPS_BUILD__EXTRA_CA_DIR": str(build_cas["dir"])})
     tag = f"itest-{uuid.uuid4().hex[:8]}"
-    result = build_image(env, Runner(), tag=tag)
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if not line.startswith("      "):  # the build's own output (verbose) is kept, not printed
+            print(line)
+
+    runner = Runner(say=say)
+    result = build_image(env, runner, tag=tag, verbose=True)
+    # what the build did and the step ids of its intermediate images (tests/integration/test_api_image.py)
+    result.build_actions, result.build_log = [a.text for a in runner.actions], said
     yield result
     docker_api.remove_image(result.image, noprune=True)
     if result.ops_image:  # built beside it with the same tag

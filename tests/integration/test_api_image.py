@@ -88,14 +88,38 @@ def test_runtime_image_carries_no_toolchain_pip_or_build_cas(api_image, docker_a
     assert all("No such file" in l or "Permission denied" in l for l in out[6:]), out
 
 
-def test_extra_ca_certificates_never_reach_the_image(api_image, docker_api):
-    from iosops.build.image import staged_ca_files
-    from iosops.config import load_env
-
-    certs = staged_ca_files(load_env("local", environ={}))
+def test_extra_ca_certificates_never_reach_the_image(api_image, docker_api, build_cas):
+    """The build trusts extra CAs (build.extra_ca_dir) in the builder stage only. The fixture stages this
+    machine's CAs, if any, plus a throwaway test CA, so this never passes vacuously: the builder stage saw
+    every staged certificate, docker/.build-ca/ is empty again, and no layer, config or history of the
+    image holds any of them."""
+    certs = build_cas["certs"]
+    assert build_cas["test_ca"] in certs
     needles = [c.read_bytes().strip().splitlines()[1] for c in certs]  # first base64 line of each cert
+    log = api_image.build_log
+    assert any(f"stage {len(certs)} extra CA certificate(s)" in a for a in api_image.build_actions), api_image.build_actions
     assert not list((ROOT / "docker/.build-ca").glob("*.crt")), "staged certificates were left behind"
+    # The builder stage's COPY of docker/.build-ca/ (an intermediate image of the classic builder) holds
+    # each certificate byte for byte: what the stage's pip run trusts (PIP_CERT, docker/Dockerfile).
+    copied = builder_ca_step(log)
+    listing = docker("run", "--rm", "--entrypoint", "sh", copied, "-c",
+                     "cd /tmp/build-ca && for f in *.crt; do echo \"$f $(sha256sum < \"$f\" | cut -c1-64)\"; done")
+    import hashlib
+    assert sorted(listing.stdout.splitlines()) == sorted(
+        f"extra-{c.name} {hashlib.sha256(c.read_bytes()).hexdigest()}" for c in certs), listing
     hits = image_layer_hits(docker_api, api_image.image, needles)
     assert hits == []
-    # Where this machine has extra CAs, the build above really used (and dropped) them.
-    print(f"checked {len(needles)} extra CA certificate(s) against every layer")
+    print(f"checked {len(needles)} extra CA certificate(s) ({len(needles) - 1} of this machine) against every layer")
+
+
+def builder_ca_step(log: list[str]) -> str:
+    """The image id the builder stage's `COPY docker/.build-ca/` step made, from the verbose build log."""
+    import re
+
+    for i, line in enumerate(log):
+        if "COPY docker/.build-ca/" in line:
+            for after in log[i + 1:i + 4]:
+                m = re.match(r"^\s+---> ([0-9a-f]{12,})$", after)
+                if m:
+                    return m.group(1)
+    raise AssertionError("the build log names no image for the COPY of docker/.build-ca/ (classic builder expected)")
