@@ -20,7 +20,7 @@ from iosops.config import load_env
 from iosops.errors import IosopsError
 from iosops.k8s import backup as kbackup
 from iosops.k8s import deploy as kdeploy
-from iosops.runner import Result, Runner, reveal
+from iosops.runner import by_argv, Result, Runner, reveal
 
 CASES = sorted((Path(__file__).parent / "k8s_plans").glob("*.json"))
 REAL = ("kustomize",)
@@ -76,7 +76,7 @@ def run_case(spec, tmp_path, monkeypatch):
         monkeypatch.setenv(k_, v)
     env = load_env(spec["env"], environ={"IOSOPS_STATE_DIR": str(tmp_path)}, overrides=spec.get("overrides"))
     cluster = ScriptedCluster(spec["responses"])
-    runner = Runner(executor=cluster, say=lambda _l: None, dry_run=spec.get("dry_run", False))
+    runner = Runner(executor=by_argv(cluster), say=lambda _l: None, dry_run=spec.get("dry_run", False))
     now = dt.datetime.strptime(spec.get("now", "2026-11-27T22:00:00Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
     fn = {"deploy": lambda: kdeploy.deploy(env, runner, spec.get("tag", ""), now=lambda: now),
           "rollback": lambda: kdeploy.rollback(env, runner, now=lambda: now),
