@@ -307,7 +307,7 @@ class Runner:
         # one that fails is rc 1 with the OSError as stderr: CommandFailed when checked.
         return self.execute(Action(kind, text, True, check=check, path=path,
                                    argv=argv if self.remote else (),
-                                   failure=self._failure(f"{kind} {path}"), **kw))
+                                   failure=self._failure(text), **kw))
 
     def write_file(self, path: PurePath, content: str, mode: int = 0o644) -> Result:
         """Atomic write (temp file + rename): readers never see half a file."""

@@ -101,3 +101,29 @@ def test_no_known_hosts_file_means_no_connection(ssh_host):
     with pytest.raises(HostKeyRefused, match="no known_hosts file to check its host key against"):
         Runner().on(host).run(["touch", "/tmp/ran"])
     assert not _ran(name)
+
+
+def test_file_operations_and_pipelines_happen_on_the_host(ssh_host, tmp_path):
+    """A runner holding the host's transport writes, moves and removes files there (never here), and runs
+    pipelines there with every stage's failure seen."""
+    import io
+
+    host, name = ssh_host
+    remote = Runner(say=lambda s: None).on(host)
+    path = tmp_path / "remote-only" / "app.conf"  # a path that exists nowhere: created on the host only
+    try:
+        remote.write_file(path, "a=1\n", mode=0o600)
+        assert not path.parent.exists()
+        got = docker("exec", name, "stat", "-c", "%a %s", str(path))
+        assert got.stdout.split() == ["600", "4"]
+        remote.rename(path, path.with_name("moved.conf"))
+        assert remote.probe(["cat", str(path.with_name("moved.conf"))]).stdout == "a=1\n"
+        assert remote.pipe(["printf", "a\\nb\\n"], ["wc", "-l"]).stdout.strip() == "2"
+        with pytest.raises(CommandFailed):
+            remote.pipe(["sh", "-c", "exit 4"], ["cat"])
+        res = remote.stream(["tr", "a-z", "A-Z"], source=io.BytesIO(b"shout"), sink=lambda f: f.read())
+        assert res.value == b"SHOUT"
+        remote.remove(path.parent)
+        assert docker("exec", name, "test", "-e", str(path.parent)).returncode == 1
+    finally:
+        remote.close()
