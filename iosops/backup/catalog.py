@@ -184,6 +184,11 @@ def last_run_path(env: Env) -> Path:
     return env.state_dir / f"backup-last-{env.name}.json"
 
 
+def record_last(env: Env, runner: Runner, backup_id: str, ok: bool) -> None:
+    """The last backup run's outcome (what `inv backup`'s cron wrapper and prune's guard read)."""
+    runner.write_file(last_run_path(env), json.dumps({"id": backup_id, "ok": ok}))
+
+
 def prune(env: Env, runner: Runner, force: bool = False) -> PrunePlan:
     last = last_run_path(env)
     if last.exists() and not force:

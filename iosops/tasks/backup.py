@@ -5,18 +5,11 @@ from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, t
 ONLY_HELP = "Comma-separated components: postgres, redis, elasticsearch (default: backup.components)"
 
 
-def _record_last(env, runner, backup_id, ok):
-    import json
-
-    from iosops.backup.catalog import last_run_path
-
-    runner.write_file(last_run_path(env), json.dumps({"id": backup_id, "ok": ok}))
-
-
 @task(help={"env": ENV_HELP, "only": ONLY_HELP, "dry_run": DRY_HELP, "json_": JSON_HELP})
 def backup(c, env=None, only="", dry_run=False, json_=False):
     """Take one recovery point (PostgreSQL base backup, Redis RDB, Elasticsearch snapshot); manifest last. Runs where the env's data lives: the ops container of the deployed stack (compose, SSH host, Kubernetes Job), or this host (backup.runs_on: host)."""
     from iosops.backup import targets
+    from iosops.backup.catalog import record_last
     from iosops.errors import OperationFailed
 
     with mutating("backup", env, {"only": only}, dry_run=dry_run, as_json=json_) as (e, runner):
@@ -25,10 +18,10 @@ def backup(c, env=None, only="", dry_run=False, json_=False):
             man = targets.backup(e, runner, only=only)
         except OperationFailed:
             if host:
-                _record_last(e, runner, "failed", False)
+                record_last(e, runner, "failed", False)
             raise
         if host:
-            _record_last(e, runner, man.get("id", "<new backup>"), True)
+            record_last(e, runner, man.get("id", "<new backup>"), True)
     if dry_run:
         emit_plan(runner, json_)
         return
