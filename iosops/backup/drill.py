@@ -280,10 +280,9 @@ def _write_for(writer: "ApiWriter", seconds: float) -> None:
 
 
 def _psql(runner: Runner, t, env: Env, sql: str) -> str:
-    return runner.run(cc.exec_(t.base(), "postgres", ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h",
+    return runner.probe(cc.exec_(t.base(), "postgres", ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h",
                                                       "/run/postgresql", "-U", env.cfg.stack.postgres_user, "-d",
-                                                      env.cfg.stack.postgres_db, "-c", sql]),
-                      mutating=False).stdout.strip()
+                                                      env.cfg.stack.postgres_db, "-c", sql])).stdout.strip()
 
 
 def _default_image(env: Env, runner: Runner) -> str:

@@ -82,11 +82,11 @@ class Target:
                        self.env.cfg.deploy.profiles)
 
     def containers(self, service: str) -> list[str]:
-        r = self.runner.run(cc.ps_service(self.project, service), mutating=False, check=False)
+        r = self.runner.probe(cc.ps_service(self.project, service), check=False)
         return r.stdout.split()
 
     def now(self) -> float:
-        r = self.runner.run(["date", "+%s.%N"], mutating=False, check=False)
+        r = self.runner.probe(["date", "+%s.%N"], check=False)
         try:
             return float(r.stdout.strip())
         except ValueError:
@@ -133,7 +133,7 @@ def check_reachable(ts: list[Target]) -> None:
         if not t.remote or t.runner.dry_run:
             continue
         try:
-            t.runner.run(["true"], mutating=False)
+            t.runner.probe(["true"])
         except HostKeyRefused:  # unknown or changed host key: its own message
             raise
         except IosopsError as exc:
@@ -194,7 +194,7 @@ def ensure_tls(t: Target) -> str:
         t.runner.run(["chmod", "644", str(cert)])  # nginx's master reads both as root
         return f"certificate: generated self-signed {cert} ({tls.self_signed_days} days)"
     if state.rc != 0:
-        exists = t.runner.run(["test", "-r", str(cert)], mutating=False, check=False).rc == 0
+        exists = t.runner.probe(["test", "-r", str(cert)], check=False).rc == 0
         why = "is expired or expires within a day" if exists else "is missing"
         raise BadInput(f"TLS certificate {cert} on {t.name} {why}; install a valid certificate at deploy.tls.cert "
                        f"(and its key at deploy.tls.key); deploy refused, nothing was changed")

@@ -110,7 +110,7 @@ class HostAudit:
 
     def tail(self, n: int = 20) -> list[dict]:
         try:
-            r = self.runner.run(cl.audit_tail(str(self.dir), n), mutating=False)
+            r = self.runner.probe(cl.audit_tail(str(self.dir), n))
         except HostKeyRefused:
             raise
         except IosopsError as exc:

@@ -235,8 +235,7 @@ def verify(env: Env, runner: Runner, colour: Optional[str] = None, raise_on_fail
             report.hosts["local"] = local_checks(env, testinfra.get_host("local://"), colour, runner)
         return report
 
-    res = runner.call(f"testinfra checks of env {env.name}" + (f" (colour {colour})" if colour else ""), run,
-                      mutating=False)
+    res = runner.probe_call(f"testinfra checks of env {env.name}" + (f" (colour {colour})" if colour else ""), run)
     report = res.value or VerifyReport()
     if raise_on_failure and report.failed():
         raise OperationFailed(f"verify-hosts: {report.summary()}")

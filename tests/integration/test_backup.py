@@ -167,7 +167,9 @@ def test_backup_dry_run_prints_the_pipeline_and_writes_nothing(lab):
     plan = json.loads(proc.stdout)["plan"]
     assert any("pg_basebackup" in p and "| zstd -q -3 -T0 -c >" in p for p in plan)
     assert any(p.endswith("BGSAVE") for p in plan)
-    assert plan[-1].startswith("write file://") and "(last: makes the backup visible)" in plan[-1]
+    # the manifest is the backup's last write; then the task records the run's outcome (backup-last-*.json)
+    assert plan[-2].startswith("write file://") and "(last: makes the backup visible)" in plan[-2]
+    assert plan[-1].startswith("write ") and plan[-1].split()[1].endswith("/backup-last-local.json")
     assert sorted(o.key for o in store.list("backups/")) == before
     assert "lab-pass" not in proc.stdout + proc.stderr
 
