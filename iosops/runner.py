@@ -81,7 +81,21 @@ class Result:
 KINDS = ("run", "pipe", "stream", "call", "http", "write", "mkdir", "rename", "remove")
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True)
+class Step:
+    """What the plan keeps of an action: its kind, its text (secrets masked), whether it changes
+    anything, and where. Never the payload (file contents, stdin, functions, streams)."""
+    kind: str
+    text: str
+    mutating: bool
+    host: str = "local"
+
+    def __str__(self) -> str:
+        where = "" if self.host == "local" else f"[{self.host}] "
+        return f"{where}{self.text}" if self.mutating else f"{where}{self.text}  # read"
+
+
+@dataclass(eq=False, repr=False)
 class Action:
     """One side effect (or read-only probe), as data: what it is (`kind`), what it shows (`text`, secrets
     masked), whether it changes anything (`mutating`), where (`host`), and what it needs to be done."""
@@ -118,9 +132,14 @@ class Action:
     mode: int = 0o644
     dest: Optional[PurePath] = None
 
+    def step(self) -> Step:
+        return Step(self.kind, self.text, self.mutating, self.host)
+
     def __str__(self) -> str:
-        where = "" if self.host == "local" else f"[{self.host}] "
-        return f"{where}{self.text}" if self.mutating else f"{where}{self.text}  # read"
+        return str(self.step())
+
+    def __repr__(self) -> str:  # the payload may hold revealed secrets (file contents, stdin): never shown
+        return f"Action({self.kind!r}, {str(self)!r})"
 
 
 def error_line(text: str) -> str:
@@ -178,7 +197,7 @@ class Runner:
     dry_run: bool = False
     verbose: bool = False
     say: Callable[[str], None] = _say_stderr
-    actions: list[Action] = field(default_factory=list)
+    actions: list[Step] = field(default_factory=list)  # every action so far, in order (the plan: mutating ones)
     # Tests replace this to prove what ran: executor(action) -> Result, or None to perform it for real.
     executor: Optional[Executor] = None
     # Dry-run plan lines are the output of a dry-run: stdout, unless stdout carries --json.
@@ -232,12 +251,13 @@ class Runner:
         return result
 
     def _record(self, action: Action) -> None:
-        self.actions.append(action)
+        step = action.step()
+        self.actions.append(step)
         if self.dry_run:
-            line = f"[dry-run] {action}"
+            line = f"[dry-run] {step}"
             print(line, flush=True) if self.plan_to_stdout else self.say(line)
         elif self.verbose:
-            self.say(f"$ {action}")
+            self.say(f"$ {step}")
 
     def skip(self, mutating: bool) -> bool:
         return self.dry_run and mutating

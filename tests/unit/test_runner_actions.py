@@ -85,6 +85,17 @@ def test_secrets_masked_in_every_plan_line_revealed_only_to_execution(tmp_path):
     assert "pa55" not in got[0]
 
 
+def test_the_plan_keeps_no_payload_and_an_action_never_shows_it(tmp_path):
+    """A file's content or a command's stdin may be a revealed secret: the recorded plan keeps only the
+    masked text, and an Action's repr (a failed assertion, a log line) shows no payload."""
+    got = []
+    r = Runner(executor=lambda a: got.append(a) or Result(), say=lambda s: None)
+    r.write_file(tmp_path / "pw", "pa55-sentinel-8", mode=0o600)
+    r.run(["psql"], input="ALTER ROLE x PASSWORD 'pa55-sentinel-8'")
+    assert got[0].content == "pa55-sentinel-8" and got[1].input.endswith("'pa55-sentinel-8'")
+    assert "pa55" not in repr(r.actions) + repr(got) + " ".join(str(a) for a in r.actions)
+
+
 def test_probe_runs_in_a_dry_run_and_its_result_is_real():
     r = Runner(dry_run=True, executor=by_argv(lambda argv, **kw: Result(1, "", "no")))
     res = r.probe(["cat", "/nope"], check=False)
