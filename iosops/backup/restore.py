@@ -8,7 +8,6 @@ written to the store first (the durable record).
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +114,9 @@ def stop_writes(env: Env, runner: Runner, inst: PgInstance) -> None:
 def extract_base(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance, dest: Path) -> None:
     """Unpack the base backup into `dest` (a fresh directory beside the live one)."""
     art = next(a for a in plan.base.artifacts if a.component == "postgres" and a.kind == "base-tar")
+    for leftover in (dest, spool_dir(inst)):  # of an interrupted restore; never live data (not data_dir)
+        if leftover.exists():
+            runner.remove(leftover)
     runner.call(f"mkdir -m 700 {dest}", _mkdir_owned, inst, dest)
     # PostgreSQL fsyncs a data directory it did not shut down cleanly before it replays anything; flushing
     # while tar still writes (and once more at the end) keeps that wait out of the downtime window.
@@ -197,9 +199,6 @@ def _prefetch_owned(env: Env, store, names: list[str], spool: Path, inst: PgInst
 
 
 def _mkdir_owned(inst: PgInstance, path: Path) -> None:
-    for leftover in (path, spool_dir(inst)):  # of an interrupted restore; never live data (not data_dir)
-        if leftover.exists():
-            shutil.rmtree(leftover)
     path.mkdir(mode=0o700)
     inst._chown(path)
 

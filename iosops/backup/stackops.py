@@ -53,11 +53,9 @@ def _clear_stale_pid(data_dir: Path) -> None:
 def _reset_spool(env, runner: Runner) -> None:
     """A restored cluster is on a new timeline with no slot: the streamer must not resume from its spool
     (segments of the old timeline, already in the store: it uploaded them when it stopped)."""
-    import shutil
-
     spool = Path(env.cfg.backup.walstream.spool_dir)
-    if spool.is_dir():
-        runner.call(f"empty the walstream spool {spool} (new timeline, new slot)", shutil.rmtree, spool)
+    if spool.is_dir():  # emptied: a new timeline, a new slot
+        runner.remove(spool)
 
 
 def run(args: argparse.Namespace) -> dict:
