@@ -202,14 +202,17 @@ def local_trail(state_dir: Path, env: str, flags: str = "") -> Trail:
     return Trail(EnvLock(state_dir, env), AuditLog(state_dir), flags)
 
 
-def trail_for(env: Any, *, here: bool = False) -> Trail:
-    """The env's lock and audit log: on its data host for a compose env on SSH hosts, else (and for tasks
-    that act on this machine or a cluster only: here=True) under this machine's state dir."""
+def trail_for(env: Any, *, here: bool = False, runner: Any = None) -> Trail:
+    """The env's lock and audit log: on its data host for a compose env on SSH hosts (reached through the
+    task's `runner`), else (and for tasks that act on this machine or a cluster only: here=True) under this
+    machine's state dir."""
     on_hosts = env.cfg.target == "compose" and bool(env.cfg.hosts.hosts)
     if on_hosts and not here:
         from .hosts.trail import host_trail
 
-        return host_trail(env)
+        if runner is None:
+            raise TypeError(f"env {env.name} keeps its lock on its data host: trail_for needs the task's runner")
+        return host_trail(env, runner)
     return local_trail(env.state_dir, env.name, " --here" if on_hosts else "")
 
 

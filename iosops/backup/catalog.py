@@ -67,22 +67,24 @@ def find(env: Env, store, backup_id: str) -> mf.Manifest:
 
 # -- verify ---------------------------------------------------------------------------------------
 def verify_artifact(env: Env, runner: Runner, store, art: mf.Artifact, work: Path) -> str:
+    """Each check reads what the download before it wrote: it is planned with that download in a dry-run
+    (which downloads nothing), not run as a probe."""
     bindir = env.cfg.backup.postgres.bin_dir
     if art.kind == "base-tar":
         d = work / "pgdata"
         d.mkdir()
         download(env, runner, store, art, consumer_argv=cz.tar_extract(str(d)))
-        runner.run(pg.verifybackup(bindir, str(d)), mutating=False)
+        runner.run(pg.verifybackup(bindir, str(d)))
         return "sha256 ok, pg_verifybackup ok"
     if art.kind == "logical-dump":
         f = work / "dump.pgc"
         download(env, runner, store, art, stdout_path=f)
-        runner.run([f"{bindir}/pg_restore", "--list", str(f)], mutating=False)
+        runner.run([f"{bindir}/pg_restore", "--list", str(f)])
         return "sha256 ok, pg_restore --list ok"
     if art.kind == "rdb":
         f = work / "dump.rdb"
         download(env, runner, store, art, stdout_path=f)
-        runner.run(rc.check_rdb(str(f)), mutating=False)
+        runner.run(rc.check_rdb(str(f)))
         return "sha256 ok, redis-check-rdb ok"
     if art.kind == "snapshot":
         if not env.cfg.backup.elasticsearch_url:
@@ -180,6 +182,11 @@ def plan_prune(env: Env, items: list[Entry], wal: dict[str, dict], now: dt.datet
 
 def last_run_path(env: Env) -> Path:
     return env.state_dir / f"backup-last-{env.name}.json"
+
+
+def record_last(env: Env, runner: Runner, backup_id: str, ok: bool) -> None:
+    """The last backup run's outcome (what `inv backup`'s cron wrapper and prune's guard read)."""
+    runner.write_file(last_run_path(env), json.dumps({"id": backup_id, "ok": ok}))
 
 
 def prune(env: Env, runner: Runner, force: bool = False) -> PrunePlan:

@@ -8,7 +8,6 @@ written to the store first (the durable record).
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +114,9 @@ def stop_writes(env: Env, runner: Runner, inst: PgInstance) -> None:
 def extract_base(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgInstance, dest: Path) -> None:
     """Unpack the base backup into `dest` (a fresh directory beside the live one)."""
     art = next(a for a in plan.base.artifacts if a.component == "postgres" and a.kind == "base-tar")
+    for leftover in (dest, spool_dir(inst)):  # of an interrupted restore; never live data (not data_dir)
+        if leftover.exists():
+            runner.remove(leftover)
     runner.call(f"mkdir -m 700 {dest}", _mkdir_owned, inst, dest)
     # PostgreSQL fsyncs a data directory it did not shut down cleanly before it replays anything; flushing
     # while tar still writes (and once more at the end) keeps that wait out of the downtime window.
@@ -197,9 +199,6 @@ def _prefetch_owned(env: Env, store, names: list[str], spool: Path, inst: PgInst
 
 
 def _mkdir_owned(inst: PgInstance, path: Path) -> None:
-    for leftover in (path, spool_dir(inst)):  # of an interrupted restore; never live data (not data_dir)
-        if leftover.exists():
-            shutil.rmtree(leftover)
     path.mkdir(mode=0o700)
     inst._chown(path)
 
@@ -251,14 +250,14 @@ class Prepared:
     result: RestoreResult
     redis_dir: Optional[Path] = None  # a stopped-server restore: the RDB staged there by prepare
 
-    def discard(self) -> None:
+    def discard(self, runner: Runner) -> None:
         if self.inst:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            shutil.rmtree(spool_dir(self.inst), ignore_errors=True)
+            runner.remove(self.staging, best_effort=True)
+            runner.remove(spool_dir(self.inst), best_effort=True)
         if self.redis_dir:
             from .restore_redis import discard_staged
 
-            discard_staged(self.redis_dir)
+            discard_staged(runner, self.redis_dir)
 
 
 def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "", latest: bool = False,
@@ -275,7 +274,7 @@ def restore(env: Env, runner: Runner, *, backup_id: str = "", to_time: str = "",
         try:
             runner.run(m.on)
         except IosopsError as exc:
-            prep.discard()
+            prep.discard(runner)
             if m.off:
                 runner.run(m.off, check=False)
             raise OperationFailed(f"maintenance on failed ({exc}); nothing was restored, nothing was changed") from None
@@ -316,7 +315,7 @@ def prepare(env: Env, runner: Runner, store, plan: RestorePlan, only: str = "", 
     prep = Prepared(plan, comps, inst, staging, None, result, redis_dir)
 
     def before() -> Optional[mf.Manifest]:
-        take = [c for c in comps if c != "postgres" or live_pg or _serving_elsewhere(env, inst)]
+        take = [c for c in comps if c != "postgres" or live_pg or _serving_elsewhere(env, runner, inst)]
         return run_backup(env, runner, only=",".join(take), label="safety") if safety and take else None
 
     def stage_redis() -> None:
@@ -337,7 +336,7 @@ def prepare(env: Env, runner: Runner, store, plan: RestorePlan, only: str = "", 
         except IosopsError as exc:
             _settle(pre)
             _settle(staged)
-            prep.discard()
+            prep.discard(runner)
             if isinstance(exc, CorruptArtifact):
                 raise OperationFailed(refusal(str(exc))) from None
             raise OperationFailed(f"restore failed before anything live was touched ({exc}); nothing was "
@@ -345,20 +344,20 @@ def prepare(env: Env, runner: Runner, store, plan: RestorePlan, only: str = "", 
         try:
             prep.safety = pre.result()
         except IosopsError as exc:
-            prep.discard()
+            prep.discard(runner)
             raise OperationFailed(f"safety backup failed ({exc}); nothing was changed") from None
     result.safety_backup = prep.safety.id if prep.safety else ""
     result.phases["prepare_s"] = round(time.monotonic() - p0, 2)
     return prep
 
 
-def _serving_elsewhere(env: Env, inst: Optional[PgInstance]) -> bool:
+def _serving_elsewhere(env: Env, runner: Runner, inst: Optional[PgInstance]) -> bool:
     """A deployed stack's PostgreSQL runs in its own container: this process sees its data directory (a
     mounted volume) but not its postmaster, so "live" is asked over the network."""
     if inst is None or env.cfg.backup.postgres.host in ("127.0.0.1", "localhost") or not inst.data_dir.exists():
         return False
     try:
-        postgres.server_version(env, Runner(say=lambda line: None))
+        postgres.server_version(env, runner)
         return True
     except IosopsError:
         return False
@@ -368,7 +367,7 @@ def finish(env: Env, runner: Runner, store, prep: Prepared, fail_after_extract: 
            fail_after_redis: bool = False) -> RestoreResult:
     """The half that replaces live data (the downtime window), after `prepare`."""
     _replace(env, runner, store, prep.plan, prep.comps, prep.inst, prep.staging, prep.safety, prep.result,
-             prep.discard, fail_after_extract, fail_after_redis)
+             lambda: prep.discard(runner), fail_after_extract, fail_after_redis)
     prep.result.verified = not runner.dry_run
     return prep.result
 
@@ -424,9 +423,9 @@ def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: P
     aside = inst.data_dir.with_name(f"{inst.data_dir.name}.pre-restore-{int(time.time())}")
     had_data = inst.data_dir.exists()
     pre_ctl = inst.control(runner) if had_data and not runner.dry_run else None
-    if had_data:
-        runner.call(f"move {inst.data_dir} aside to {aside} (instant rollback)", inst.data_dir.rename, aside)
-    runner.call(f"move {staging} into place as {inst.data_dir}", staging.rename, inst.data_dir)
+    if had_data:  # kept for an instant rollback
+        runner.rename(inst.data_dir, aside)
+    runner.rename(staging, inst.data_dir)
     try:
         if fail_after_extract:  # test hook: a failure midway, after the live data left its place
             raise OperationFailed("injected failure after swapping in the restored data")
@@ -450,11 +449,12 @@ def restore_postgres(env: Env, runner: Runner, store, plan: RestorePlan, inst: P
         rolled = rollback(env, runner, inst, aside if had_data else None, pre_ctl)
         raise OperationFailed(f"restore failed ({exc}); rolled back: postgres: {rolled}; {undo_others()}") from None
     finally:
-        shutil.rmtree(spool_dir(inst), ignore_errors=True)
-    if had_data and not runner.dry_run:
+        runner.remove(spool_dir(inst), best_effort=True)
+    if had_data:
         p0 = time.monotonic()
-        shutil.rmtree(aside, ignore_errors=True)
-        result.phases["cleanup_s"] = round(time.monotonic() - p0, 2)
+        runner.remove(aside, best_effort=True)
+        if not runner.dry_run:
+            result.phases["cleanup_s"] = round(time.monotonic() - p0, 2)
 
 
 def _settle(future) -> None:
@@ -468,12 +468,11 @@ def rollback(env: Env, runner: Runner, inst: PgInstance, aside: Optional[Path], 
     """Put the pre-restore data directory back and start it; prove it is the pre-restore state by its
     control file (same system id and shutdown checkpoint as when the restore stopped it)."""
     inst.stop(runner, check=False)
-    if inst.data_dir.exists():
-        shutil.rmtree(inst.data_dir)
+    runner.remove(inst.data_dir)
     if aside is None:
         return "there was no previous data directory; the failed restore's files were removed"
     same = pre_ctl is not None and inst.control(runner, aside) == pre_ctl
-    aside.rename(inst.data_dir)
+    runner.rename(aside, inst.data_dir)
     inst.start(runner)
     if pre_ctl is None:
         return f"put the pre-restore data directory back in {inst.data_dir} and started it"

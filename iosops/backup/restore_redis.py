@@ -8,7 +8,6 @@ throwaway one on 127.0.0.1, i.e. to run on this host (backup.redis.host is 127.0
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -89,8 +88,7 @@ def load_rdb(env: Env, runner: Runner, store, art: mf.Artifact, fail_before_swap
         finally:
             loader.stop(runner)
     finally:
-        if not runner.dry_run:
-            shutil.rmtree(work, ignore_errors=True)
+        runner.remove(work, best_effort=True)
 
 
 def restore_redis(env: Env, runner: Runner, store, man: mf.Manifest, safety: Optional[mf.Manifest],
@@ -137,9 +135,8 @@ def stage_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
 
     d = Path(env.cfg.backup.redis.restore_dir)
     work = d / "restore.tmp"
-    if not runner.dry_run:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
+    runner.remove(work, best_effort=True)
+    runner.mkdir(work)
     loader = RedisInstance(work, free_port())
     try:
         download(env, runner, store, rdb_artifact(man), stdout_path=loader.rdb)
@@ -158,8 +155,7 @@ def stage_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
         runner.write_file(d / "dump.rdb.restoring.json", json.dumps({"backup": man.id, "fingerprint": got}))
         return got
     finally:
-        if not runner.dry_run:
-            shutil.rmtree(work, ignore_errors=True)
+        runner.remove(work, best_effort=True)
 
 
 def swap_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
@@ -176,23 +172,22 @@ def swap_into_dir(env: Env, runner: Runner, store, man: mf.Manifest) -> dict:
         meta = json.loads(record.read_text())
     live, aside = d / "dump.rdb", d / "dump.rdb.pre-restore"
     if live.exists() or runner.dry_run:
-        runner.call(f"keep {live} aside as {aside}", live.replace, aside)
-    runner.call(f"move the checked RDB into place as {live}", staged.replace, live)
-    if not runner.dry_run:
-        record.unlink(missing_ok=True)
+        runner.rename(live, aside)  # kept for rollback_dir
+    runner.rename(staged, live)
+    runner.remove(record)
     return meta.get("fingerprint", {})
 
 
-def discard_staged(d: Path) -> None:
+def discard_staged(runner: Runner, d: Path) -> None:
     for name in ("dump.rdb.restoring", "dump.rdb.restoring.json"):
-        (d / name).unlink(missing_ok=True)
+        runner.remove(d / name, best_effort=True)
 
 
 def rollback_dir(env: Env, runner: Runner) -> str:
     d = Path(env.cfg.backup.redis.restore_dir)
     live, aside = d / "dump.rdb", d / "dump.rdb.pre-restore"
     if aside.exists():
-        aside.replace(live)
+        runner.rename(aside, live)
         return f"put the pre-restore {live} back"
-    live.unlink(missing_ok=True)
+    runner.remove(live)
     return f"there was no previous {live}; removed the restored one"

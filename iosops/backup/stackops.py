@@ -43,14 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _record_last(env, backup_id: str, ok: bool) -> None:
-    from .catalog import last_run_path
-
-    p = last_run_path(env)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"id": backup_id, "ok": ok}))
-
-
 def _clear_stale_pid(data_dir: Path) -> None:
     """The stack's PostgreSQL container is stopped before restore-finish runs (the host saw to it): a
     postmaster.pid left by a crash names a PID of that container, which in this container may be a live
@@ -61,11 +53,9 @@ def _clear_stale_pid(data_dir: Path) -> None:
 def _reset_spool(env, runner: Runner) -> None:
     """A restored cluster is on a new timeline with no slot: the streamer must not resume from its spool
     (segments of the old timeline, already in the store: it uploaded them when it stopped)."""
-    import shutil
-
     spool = Path(env.cfg.backup.walstream.spool_dir)
-    if spool.is_dir():
-        runner.call(f"empty the walstream spool {spool} (new timeline, new slot)", shutil.rmtree, spool)
+    if spool.is_dir():  # emptied: a new timeline, a new slot
+        runner.remove(spool)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -95,11 +85,9 @@ def run(args: argparse.Namespace) -> dict:
         try:
             man = run_backup(env, runner, only=args.only)
         except OperationFailed:
-            if not args.dry_run:
-                _record_last(env, "failed", False)
+            catalog.record_last(env, runner, "failed", False)
             raise
-        if not args.dry_run:
-            _record_last(env, man.id, True)
+        catalog.record_last(env, runner, man.id, True)
         return {"backup": man.model_dump(), "plan": runner.plan() if args.dry_run else []}
     if args.action == "list":
         return {"rows": catalog.rows(catalog.entries(env))}

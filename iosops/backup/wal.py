@@ -187,10 +187,9 @@ def command_line(env, action: str) -> str:
     return f"{shlex.join(args)} {tail}"
 
 
-def wal_metrics(env, ok: bool) -> None:
+def wal_metrics(env, ok: bool, runner) -> None:
     """iosops_wal_archive_last_success_timestamp_seconds / iosops_wal_archive_failures_total in a textfile
     beside backup.metrics_file. Best effort: archiving must never fail because metrics could not be written."""
-    from ..runner import Runner
     from .notify import read_textfile, write_metrics
 
     try:
@@ -199,7 +198,7 @@ def wal_metrics(env, ok: bool) -> None:
         values = {"iosops_wal_archive_failures_total": failures + (0 if ok else 1)}
         if ok:
             values["iosops_wal_archive_last_success_timestamp_seconds"] = time.time()
-        write_metrics(env, Runner(say=lambda line: None), values, path=path)
+        write_metrics(env, runner, values, path=path)
     except (OSError, ValueError):
         pass
 
@@ -228,14 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import load_env
     from .store import open_store
 
+    from ..runner import Runner
+
     overrides = parse_sets(args.set)
+    runner = Runner(say=lambda line: None)  # archive_command's entry point: its one runner (metrics file)
     env = None
     try:
         env = load_env(args.env, overrides=overrides)
         store = open_store(env)
         if args.action == "push":
             msg = push(env, store, Path(args.a), args.b)
-            wal_metrics(env, True)
+            wal_metrics(env, True, runner)
         else:
             msg = fetch(env, store, args.a, Path(args.b))
     except FileNotFoundError:
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     except IosopsError as exc:
         print(f"iosops wal {args.action}: {exc}", file=sys.stderr)
         if env is not None and args.action == "push":
-            wal_metrics(env, False)
+            wal_metrics(env, False, runner)
         return 1
     print(f"iosops wal {args.action} {args.b if args.action == 'push' else args.a}: {msg}", file=sys.stderr)
     return 0

@@ -112,8 +112,8 @@ def serve_metrics(gauges: Gauges, port: int) -> http.server.ThreadingHTTPServer:
 
 
 class Streamer:
-    def __init__(self, env: Env, say=print):
-        self.env = env
+    def __init__(self, env: Env, runner: Runner, say=print):
+        self.env, self.runner = env, runner
         self.cfg = env.cfg.backup.walstream
         self.spool = Path(self.cfg.spool_dir)
         self.store = open_store(env)
@@ -153,9 +153,9 @@ class Streamer:
                 msg = push(self.env, self.store, f, f.name)
             except (IosopsError, OSError) as exc:
                 self.say(f"walstream: upload of {f.name} failed, retrying later: {exc}")
-                wal_metrics(self.env, False)
+                wal_metrics(self.env, False, self.runner)
                 return  # in order: never skip ahead of a segment that is not stored yet
-            wal_metrics(self.env, True)
+            wal_metrics(self.env, True, self.runner)
             self.gauges.segments_uploaded += 1
             self.say(f"walstream: {f.name}: {msg}")
             f.unlink()
@@ -268,4 +268,4 @@ class Streamer:
 
 
 def run(env: Env, runner: Runner) -> int:
-    return Streamer(env, say=runner.info).run()
+    return Streamer(env, runner, say=runner.info).run()

@@ -13,7 +13,7 @@ import threading
 from typing import Callable, Optional, Sequence
 
 from ..errors import IosopsError, OperationFailed
-from ..runner import Arg, RemoteRunner, Runner, display, remote_command, reveal
+from ..runner import Arg, Runner, display, remote_command, reveal
 from ..secrets import redact
 
 
@@ -66,7 +66,7 @@ class Stream:
             for line in res.stdout.splitlines():
                 self.sink(line)
             return
-        if isinstance(r, RemoteRunner):
+        if r.remote is not None:
             out = _Lines(self.sink)
             # pty: closing the channel (stop) hangs the remote command up, so nothing stays behind.
             r.connection().run(remote_command(self.argv), hide=True, warn=True, pty=True, out_stream=out,
@@ -94,7 +94,7 @@ class Stream:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        if isinstance(self.runner, RemoteRunner) and self.runner.executor is None:
+        if self.runner.remote is not None and self.runner.executor is None:
             self.runner.close()
         self.thread.join(timeout=5)
 
@@ -107,7 +107,7 @@ def interactive(runner: Runner, argv: Sequence[Arg]) -> int:
         return res.rc
 
     def attached() -> int:
-        if isinstance(runner, RemoteRunner):
+        if runner.remote is not None:
             try:
                 res = runner.connection().run(remote_command(argv), pty=True, warn=True)
             except IosopsError:  # an unknown or changed host key: already one clear line

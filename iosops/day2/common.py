@@ -75,12 +75,12 @@ def state_of(t: Target) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def lock(env: Env) -> dict:
+def lock(env: Env, runner: Runner) -> dict:
     """The env's lock where it lives (on the data host for an env on SSH hosts, else this machine):
     {"holder": None (free) | {} (held, holder unknown) | {who, since, task, ...}, "at": where}; a lock that
     cannot be read is {"error": why} (status still reports the hosts)."""
     try:
-        trail = trail_for(env)
+        trail = trail_for(env, runner=runner)
     except IosopsError as exc:
         return {"holder": None, "at": "", "error": str(exc)}
     try:

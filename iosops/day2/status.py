@@ -81,7 +81,7 @@ def host_status(t: Target, want_replicas: int) -> dict[str, Any]:
 def compose_status(env: Env, runner: Runner) -> dict[str, Any]:
     ts = hosts(env, runner)
     rows = [host_status(t, env.cfg.deploy.replicas) for t in ts]
-    return {"env": env.name, "target": env.cfg.target, "lock": lock(env), "hosts": rows,
+    return {"env": env.name, "target": env.cfg.target, "lock": lock(env, runner), "hosts": rows,
             "ok": all(not h["problems"] for h in rows)}
 
 
@@ -100,7 +100,7 @@ def k8s_status(env: Env, runner: Runner) -> dict[str, Any]:
     if st["live"] is None:
         problems.append(f"service {API} selects no colour (nothing deployed yet?)")
     return {"env": env.name, "target": "kubernetes", "context": cfg.context, "namespace": cfg.namespace,
-            "lock": lock(env), **st, "problems": problems, "ok": not problems}
+            "lock": lock(env, runner), **st, "problems": problems, "ok": not problems}
 
 
 def status(env: Env, runner: Runner) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from ..commands import docker as d
 from ..config import Env, HostCfg
 from ..errors import BadInput, IosopsError
 from ..hosts.known_hosts import HostKeyRefused
-from ..runner import RemoteRunner, Runner
+from ..runner import Runner
 
 class Target:
-    """One host running the stack: this machine (the local runner) or an SSH host (a RemoteRunner)."""
+    """One host running the stack: this machine (the local runner) or an SSH host (a runner holding its SSHRemote)."""
 
     def __init__(self, env: Env, runner: Runner, project_dir: PurePosixPath, host: Optional[HostCfg] = None):
         self.env, self.runner, self.dir, self.host = env, runner, project_dir, host
@@ -39,7 +39,7 @@ class Target:
 
     @property
     def name(self) -> str:
-        return str(self.runner.host) if isinstance(self.runner, RemoteRunner) else "local"
+        return self.runner.where
 
     def datastores(self) -> list[str]:
         """The datastore services of this host: all of them on the data host, none on a web host."""
@@ -49,7 +49,7 @@ class Target:
 
     @property
     def remote(self) -> bool:
-        return isinstance(self.runner, RemoteRunner)
+        return self.runner.remote is not None
 
     # -- files on the host -------------------------------------------------------------------------
     def path(self, rel: str) -> PurePosixPath:
@@ -58,22 +58,18 @@ class Target:
 
     def put(self, rel: str, content: str, mode: int = 0o644) -> None:
         path = self.path(rel)
-        if not self.remote:
-            self.runner.write_file(Path(path), content, mode)
-            return
-        self.runner.run(["sh", "-c", 'set -e; mkdir -p "$(dirname "$1")"; t=$(mktemp "$1.XXXXXX"); cat > "$t"; '
-                         'chmod "$2" "$t"; mv -f "$t" "$1"', "put", str(path), f"{mode:o}"], input=content)
+        self.runner.write_file(Path(path) if not self.remote else path, content, mode)
 
     def read(self, rel: str) -> Optional[str]:
-        r = self.runner.run(["cat", str(self.path(rel))], mutating=False, check=False)
-        return r.stdout if r.rc == 0 and not r.dry_run else None
+        r = self.runner.probe(["cat", str(self.path(rel))], check=False)
+        return r.stdout if r.rc == 0 else None
 
     # -- compose -------------------------------------------------------------------------------------
     def compose(self) -> list[str]:
         """`docker compose` (v2) when the host has it, else `docker-compose` (1.29). A probe."""
         if self._compose is None:
-            v2 = self.runner.run(cc.detect_v2(), mutating=False, check=False)
-            self._compose = cc.V2 if v2.rc == 0 and not v2.dry_run else cc.V1
+            v2 = self.runner.probe(cc.detect_v2(), check=False)
+            self._compose = cc.V2 if v2.rc == 0 else cc.V1
         return self._compose
 
     def base(self) -> list[str]:
@@ -86,11 +82,11 @@ class Target:
                        self.env.cfg.deploy.profiles)
 
     def containers(self, service: str) -> list[str]:
-        r = self.runner.run(cc.ps_service(self.project, service), mutating=False, check=False)
+        r = self.runner.probe(cc.ps_service(self.project, service), check=False)
         return r.stdout.split()
 
     def now(self) -> float:
-        r = self.runner.run(["date", "+%s.%N"], mutating=False, check=False)
+        r = self.runner.probe(["date", "+%s.%N"], check=False)
         try:
             return float(r.stdout.strip())
         except ValueError:
@@ -137,7 +133,7 @@ def check_reachable(ts: list[Target]) -> None:
         if not t.remote or t.runner.dry_run:
             continue
         try:
-            t.runner.run(["true"], mutating=False)
+            t.runner.probe(["true"])
         except HostKeyRefused:  # unknown or changed host key: its own message
             raise
         except IosopsError as exc:
@@ -145,8 +141,8 @@ def check_reachable(ts: list[Target]) -> None:
 
 
 def check_image(t: Target, image: str) -> None:
-    r = t.runner.run(d.inspect_format(image, "{{.Id}}"), mutating=False, check=False)
-    if r.rc != 0 and not r.dry_run and t.env.cfg.build.registry:
+    r = t.runner.probe(d.inspect_format(image, "{{.Id}}"), check=False)
+    if r.rc != 0 and t.env.cfg.build.registry:
         r = t.runner.run([d.DOCKER, "pull", image], check=False)
     if r.rc != 0 and not r.dry_run:
         raise BadInput(f"unknown image {image} on {t.name}: no such tag (build it with `inv build --tag ...`"
@@ -158,8 +154,8 @@ def check_ports(t: Target) -> None:
     dcfg, host = t.env.cfg.deploy, t.env.cfg.stack.publish_host
     for port in (dcfg.http_port, dcfg.https_port):
         if t.remote:
-            r = t.runner.run(["sh", "-c", f"ss -Hltn 'sport = :{port}' | grep -q LISTEN"], mutating=False, check=False)
-            busy = r.rc == 0 and not r.dry_run
+            r = t.runner.probe(["sh", "-c", f"ss -Hltn 'sport = :{port}' | grep -q LISTEN"], check=False)
+            busy = r.rc == 0
         else:
             with socket.socket() as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -186,9 +182,7 @@ def ensure_tls(t: Target) -> str:
     tls = t.env.cfg.deploy.tls
     cert, key = tls_paths(t)
     valid = ["openssl", "x509", "-noout", "-checkend", "86400", "-in", str(cert)]
-    state = t.runner.run(valid, mutating=False, check=False)
-    if state.dry_run:
-        return "certificate: checked at run time"
+    state = t.runner.probe(valid, check=False)
     if state.rc != 0 and tls.self_signed:
         name = t.env.cfg.deploy.server_name if t.env.cfg.deploy.server_name != "_" else "localhost"
         t.runner.run(["mkdir", "-p", str(cert.parent)])
@@ -200,7 +194,7 @@ def ensure_tls(t: Target) -> str:
         t.runner.run(["chmod", "644", str(cert)])  # nginx's master reads both as root
         return f"certificate: generated self-signed {cert} ({tls.self_signed_days} days)"
     if state.rc != 0:
-        exists = t.runner.run(["test", "-r", str(cert)], mutating=False, check=False).rc == 0
+        exists = t.runner.probe(["test", "-r", str(cert)], check=False).rc == 0
         why = "is expired or expires within a day" if exists else "is missing"
         raise BadInput(f"TLS certificate {cert} on {t.name} {why}; install a valid certificate at deploy.tls.cert "
                        f"(and its key at deploy.tls.key); deploy refused, nothing was changed")

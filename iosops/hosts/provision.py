@@ -76,11 +76,11 @@ def provision_host(env: Env, r: RemoteRunner, host: Optional[HostCfg] = None) ->
         r.run(["groupadd", "--system", "docker"])
         out.changed.append("created group docker")
     ident = r.run(["id", "-u", user], mutating=False, check=False)
-    if ident.rc != 0 and not ident.dry_run:
+    if ident.rc != 0:
         r.run(["useradd", "--create-home", "--uid", str(h.deploy_uid), "--shell", "/bin/bash",
                "--groups", "docker", user])
         out.changed.append(f"created user {user} (uid {h.deploy_uid}, group docker)")
-    elif not ident.dry_run:
+    else:
         groups = r.run(["id", "-nG", user], mutating=False).stdout.split()
         if "docker" not in groups:
             r.run(["usermod", "--append", "--groups", "docker", user])

@@ -21,7 +21,7 @@ def ssh_host(env: Env, h: HostCfg, known: Optional[KnownHosts] = None) -> SSHHos
 
 
 def remote_runner(env: Env, runner: Runner, h: HostCfg, known: Optional[KnownHosts] = None) -> RemoteRunner:
-    return RemoteRunner(runner, ssh_host(env, h, known), connect_timeout=env.cfg.hosts.connect_timeout_s)
+    return RemoteRunner(runner.on(ssh_host(env, h, known), connect_timeout=env.cfg.hosts.connect_timeout_s))
 
 
 def testinfra_host(env: Env, h: HostCfg, known: Optional[KnownHosts] = None) -> Any:

@@ -3,7 +3,8 @@ checkouts, CI and cron reach the same directory `<hosts.base_dir>/<stack.name>/`
 exclude each other and their audit lines land in one file.
 
 Same interface as the local lock file and log (iosops.ops Lock/Audit); the commands are the argv lists of
-iosops.commands.lock, run through a RemoteRunner (host key checked) of its own, never in a dry-run plan.
+iosops.commands.lock, run on the data host through the task's runner (`runner.on(host)`: host key checked;
+its own SSH session). A dry-run takes no lock, so they are never in a dry-run plan.
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ class HostAudit:
 
     def tail(self, n: int = 20) -> list[dict]:
         try:
-            r = self.runner.run(cl.audit_tail(str(self.dir), n), mutating=False)
+            r = self.runner.probe(cl.audit_tail(str(self.dir), n))
         except HostKeyRefused:
             raise
         except IosopsError as exc:
@@ -121,8 +122,8 @@ def trail_dir(env: Env) -> PurePosixPath:
     return PurePosixPath(env.cfg.hosts.base_dir) / env.cfg.stack.name
 
 
-def host_trail(env: Env, say=None) -> Trail:
+def host_trail(env: Env, runner: Runner) -> Trail:
     """The lock and audit log of a compose env on SSH hosts, on its data host."""
-    runner = remote_runner(env, Runner(say=say) if say else Runner(), env.cfg.hosts.data_host())
+    runner = remote_runner(env, runner, env.cfg.hosts.data_host())
     d = trail_dir(env)
     return Trail(HostLock(runner, d, env.name), HostAudit(runner, d))

@@ -189,10 +189,10 @@ def stack_checks(env: Env, host, colour: Optional[str], roles: tuple[str, ...] =
     return out
 
 
-def local_checks(env: Env, host, colour: Optional[str]) -> list[Check]:
+def local_checks(env: Env, host, colour: Optional[str], runner: Runner) -> list[Check]:
     from ..deploy.target import targets, tls_paths
 
-    t = targets(env, Runner())[0]
+    t = targets(env, runner)[0]
     out = stack_checks(env, host, colour)
     cert, _ = tls_paths(t)
     _check(out, "tls-certificate valid", lambda: None if host.run(
@@ -232,11 +232,10 @@ def verify(env: Env, runner: Runner, colour: Optional[str] = None, raise_on_fail
             for (name, host), cfg in zip(testinfra_hosts(env), env.cfg.hosts.hosts, strict=True):
                 report.hosts[name] = host_checks(env, host, colour, cfg)
         else:
-            report.hosts["local"] = local_checks(env, testinfra.get_host("local://"), colour)
+            report.hosts["local"] = local_checks(env, testinfra.get_host("local://"), colour, runner)
         return report
 
-    res = runner.call(f"testinfra checks of env {env.name}" + (f" (colour {colour})" if colour else ""), run,
-                      mutating=False)
+    res = runner.probe_call(f"testinfra checks of env {env.name}" + (f" (colour {colour})" if colour else ""), run)
     report = res.value or VerifyReport()
     if raise_on_failure and report.failed():
         raise OperationFailed(f"verify-hosts: {report.summary()}")

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from invoke.exceptions import Exit
 
 ENV_HELP = "Environment: local, staging or prod (files in envs/); default $IOSOPS_ENV or local"
 DRY_HELP = "Print the exact ordered commands/actions and change nothing"
 JSON_HELP = "Print the result as JSON on stdout (for CI)"
+
+
+def new_runner(*, dry_run: bool = False, verbose: bool = False, as_json: bool = False,
+               say: Optional[Callable[[str], None]] = None) -> Any:
+    """The one place a Runner is made: a task makes one and hands it down, so every action of the task
+    (and of whatever it calls) goes through it and into its dry-run plan. Plan lines go to stdout unless
+    stdout carries --json."""
+    from iosops.runner import Runner
+
+    return Runner(dry_run=dry_run, verbose=verbose, plan_to_stdout=not as_json, **({"say": say} if say else {}))
 
 
 def fail(exc: BaseException) -> Exit:
@@ -43,12 +53,11 @@ def mutating(task: str, env_name: Optional[str], args: Mapping[str, Any], *, dry
     from iosops.config import load_env
     from iosops.errors import IosopsError
     from iosops.ops import operation, trail_for
-    from iosops.runner import Runner
 
     try:
         env = load_env(env_name, overrides=overrides)
-        runner = Runner(dry_run=dry_run, verbose=verbose, plan_to_stdout=not as_json)
-        where = env.state_dir if dry_run else trail_for(env, here=here)
+        runner = new_runner(dry_run=dry_run, verbose=verbose, as_json=as_json)
+        where = env.state_dir if dry_run else trail_for(env, here=here, runner=runner)
         with operation(where, env.name, task, args, dry_run=dry_run, say=runner.info):
             yield env, runner
     except IosopsError as exc:

@@ -1,24 +1,15 @@
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env, new_runner
 
 ONLY_HELP = "Comma-separated components: postgres, redis, elasticsearch (default: backup.components)"
-
-
-def _record_last(env, backup_id, ok):
-    import json
-
-    from iosops.backup.catalog import last_run_path
-
-    p = last_run_path(env)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"id": backup_id, "ok": ok}))
 
 
 @task(help={"env": ENV_HELP, "only": ONLY_HELP, "dry_run": DRY_HELP, "json_": JSON_HELP})
 def backup(c, env=None, only="", dry_run=False, json_=False):
     """Take one recovery point (PostgreSQL base backup, Redis RDB, Elasticsearch snapshot); manifest last. Runs where the env's data lives: the ops container of the deployed stack (compose, SSH host, Kubernetes Job), or this host (backup.runs_on: host)."""
     from iosops.backup import targets
+    from iosops.backup.catalog import record_last
     from iosops.errors import OperationFailed
 
     with mutating("backup", env, {"only": only}, dry_run=dry_run, as_json=json_) as (e, runner):
@@ -26,11 +17,11 @@ def backup(c, env=None, only="", dry_run=False, json_=False):
         try:
             man = targets.backup(e, runner, only=only)
         except OperationFailed:
-            if host and not dry_run:
-                _record_last(e, "failed", False)
+            if host:
+                record_last(e, runner, "failed", False)
             raise
-        if host and not dry_run:
-            _record_last(e, man["id"], True)
+        if host:
+            record_last(e, runner, man.get("id", "<new backup>"), True)
     if dry_run:
         emit_plan(runner, json_)
         return
@@ -44,13 +35,12 @@ def list_(c, env=None, json_=False):
     """List recovery points (newest last); incomplete ones are shown as such and never restorable."""
     from iosops.backup import targets
     from iosops.errors import IosopsError
-    from iosops.runner import Runner
 
     from ._common import fail
 
     with task_env(env) as e:
         try:
-            rows = targets.list_rows(e, Runner(plan_to_stdout=not json_))
+            rows = targets.list_rows(e, new_runner(as_json=json_))
         except IosopsError as exc:
             raise fail(exc) from None
     lines = [f"{r['id']:28} {'restorable' if r['complete'] else 'INCOMPLETE (not restorable)':27} "
@@ -60,13 +50,16 @@ def list_(c, env=None, json_=False):
 
 
 @task(help={"env": ENV_HELP, "id": "Backup id (default: the newest)", "all_": "Verify every backup",
-            "json_": JSON_HELP})
-def verify(c, env=None, id="", all_=False, json_=False):
+            "dry_run": DRY_HELP, "json_": JSON_HELP})
+def verify(c, env=None, id="", all_=False, dry_run=False, json_=False):
     """Re-download, check sha256, decrypt, and test each artifact (pg_verifybackup, redis-check-rdb)."""
     from iosops.backup import targets
 
-    with mutating("backups.verify", env, {"id": id, "all": all_}, as_json=json_) as (e, runner):
+    with mutating("backups.verify", env, {"id": id, "all": all_}, dry_run=dry_run, as_json=json_) as (e, runner):
         results = targets.verify(e, runner, id, all_)
+    if dry_run:
+        emit_plan(runner, json_)
+        return
     emit(results, json_, [f"{r['id']}: {'OK' if r['ok'] else 'FAILED'} ({len(r['checks'])} artifact(s))" for r in results])
 
 
@@ -112,8 +105,9 @@ def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=Fals
 
 @task(name="dr-drill", help={"env": ENV_HELP, "size": "small (tests, seconds) or 1gb (~1 GB PostgreSQL + 1M Redis keys)",
                              "report": "Write the Markdown report here (JSON beside it); default .iosops/drills/<id>.md",
-                             "image": "API image to run (default: build the current tree)", "json_": JSON_HELP})
-def dr_drill(c, env=None, size="small", report="", image="", json_=False):
+                             "image": "API image to run (default: build the current tree)", "dry_run": DRY_HELP,
+                             "json_": JSON_HELP})
+def dr_drill(c, env=None, size="small", report="", image="", dry_run=False, json_=False):
     """Disaster-recovery drill in an isolated stack: back up, keep writing, destroy, restore, measure RTO/RPO."""
     import json
     from pathlib import Path
@@ -121,7 +115,7 @@ def dr_drill(c, env=None, size="small", report="", image="", json_=False):
     from iosops.backup.drill import SIZES, as_json, drill, report_markdown
     from iosops.errors import BadInput, OperationFailed
 
-    with mutating("dr-drill", env, {"size": size, "report": report}, as_json=json_) as (e, runner):
+    with mutating("dr-drill", env, {"size": size, "report": report}, dry_run=dry_run, as_json=json_) as (e, runner):
         if size not in SIZES:
             raise BadInput(f"--size {size!r}: use one of {', '.join(SIZES)}")
         rep = drill(e, runner, size=size, image=image)
@@ -130,9 +124,11 @@ def dr_drill(c, env=None, size="small", report="", image="", json_=False):
         write_metrics(e, runner, {"iosops_drill_rto_seconds": rep.rto_seconds, "iosops_drill_rpo_seconds": rep.rpo_seconds,
                                   "iosops_drill_verified": 1 if rep.verified else 0})
         md = Path(report) if report else e.state_dir / "drills" / f"{rep.id}.md"
-        md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text(report_markdown(rep))
-        md.with_suffix(".json").write_text(json.dumps(as_json(rep), indent=2))
+        runner.write_file(md, report_markdown(rep))
+        runner.write_file(md.with_suffix(".json"), json.dumps(as_json(rep), indent=2))
+        if dry_run:
+            emit_plan(runner, json_)
+            return
         emit(as_json(rep), json_, [f"DR drill {rep.id}: RTO {rep.rto_seconds}s (target {rep.targets['rto_seconds']}s), "
                                    f"RPO {rep.rpo_seconds}s (target {rep.targets['rpo_seconds']}s), verified: "
                                    f"{rep.verified}; report: {md}"])

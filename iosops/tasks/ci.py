@@ -23,14 +23,15 @@ def tiers_present(root) -> tuple[str, ...]:
 def test(c, tier="all", k="", x=False):
     """Run the test suite: one tier (tests/<tier>/) or all of them, fastest first."""
     from iosops import REPO_ROOT
-    from iosops.runner import Runner
+
+    from ._common import new_runner
 
     tiers = tiers_present(REPO_ROOT)
     if tier != "all" and tier not in tiers:
         raise Exit(f"error: --tier {tier!r} is not one of {', '.join(tiers)}, all", code=2)
     paths = [f"tests/{t}" for t in (tiers if tier == "all" else (tier,))]
     argv = [sys.executable, "-m", "pytest", *paths, *(["-k", k] if k else []), *(["-x"] if x else [])]
-    result = Runner(verbose=True).run(argv, mutating=False, check=False, stream=True, cwd=REPO_ROOT)
+    result = new_runner(verbose=True).run(argv, mutating=False, check=False, stream=True, cwd=REPO_ROOT)
     if result.rc:
         raise Exit(code=result.rc)
 
@@ -47,13 +48,12 @@ def _gate(gate: str, only: str, root: str, json_: bool) -> None:
     from iosops import REPO_ROOT
     from iosops.ci.scan import run_gate, summary_lines
     from iosops.errors import IosopsError
-    from iosops.runner import Runner
 
-    from ._common import emit, fail
+    from ._common import emit, fail, new_runner
 
     start = time.monotonic()
     try:  # a missing tool or a bad flag: one line and its exit code, never a traceback
-        outcomes = run_gate(gate, Path(root).resolve() if root else REPO_ROOT, Runner(), only=only)
+        outcomes = run_gate(gate, Path(root).resolve() if root else REPO_ROOT, new_runner(), only=only)
     except IosopsError as exc:
         raise fail(exc) from None
     failed = [o for o in outcomes if o.findings]

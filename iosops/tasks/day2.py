@@ -3,7 +3,7 @@ import sys
 
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, fail, mutating, task_env
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, fail, mutating, task_env, new_runner
 
 
 def _tty() -> bool:
@@ -29,7 +29,7 @@ def _audit(e, task_name: str, args: dict, rc: int) -> None:
               "args": clean_args(args), "outcome": "ok" if rc == 0 else "failed", "exit_code": rc}
     trail = None
     try:
-        trail = trail_for(e)
+        trail = trail_for(e, runner=new_runner(say=lambda s: None))
         trail.audit.append(record)
     except IosopsError as exc:
         print(f"warning: the audit line could not be written ({exc}); it was: {audit_line(record)}", file=sys.stderr)
@@ -59,11 +59,10 @@ def status(c, env=None, json_=False):
     """Per host: roles, live colour, image and healthy replicas per colour, datastores, last deploy, lock holder."""
     from iosops.day2.status import lines, status as read_status
     from iosops.errors import IosopsError
-    from iosops.runner import Runner
 
     with task_env(env) as e:
         try:
-            data = read_status(e, Runner(plan_to_stdout=not json_, say=lambda s: None))
+            data = read_status(e, new_runner(as_json=json_, say=lambda s: None))
         except IosopsError as exc:
             raise fail(exc) from None
     emit(data, json_, lines(data))
@@ -81,7 +80,6 @@ def logs(c, env=None, service="", since="10m", tail="all", follow=False, json_=F
     from iosops.day2 import logs as lg
     from iosops.day2.probes import Since, parse_since, parse_tail
     from iosops.errors import IosopsError
-    from iosops.runner import Runner
     from iosops.secrets import redact
 
     def show(ll) -> None:
@@ -91,7 +89,7 @@ def logs(c, env=None, service="", since="10m", tail="all", follow=False, json_=F
         try:
             window = Since() if since.strip() == "all" else parse_since(since)
             lines_ = parse_tail(tail)
-            runner = Runner(say=lambda s: None)
+            runner = new_runner(say=lambda s: None)
             if follow:
                 errors = lg.follow(e, runner, service, window, lines_, show)
             else:
@@ -110,12 +108,11 @@ def exec_(c, env=None, host="", colour=""):
     """Run `-- CMD...` in one API replica (interactive at a terminal); its exit code is passed through. Audited."""
     from iosops.day2.console import exec_ as run_exec
     from iosops.errors import IosopsError
-    from iosops.runner import Runner
 
     command = _remainder()
     with task_env(env) as e:
         try:
-            ran = run_exec(e, Runner(say=lambda s: None), command, host=host, colour=colour, tty=_tty())
+            ran = run_exec(e, new_runner(say=lambda s: None), command, host=host, colour=colour, tty=_tty())
         except IosopsError as exc:
             raise fail(exc) from None
         _audit(e, "exec", {"host": host, "colour": colour, "where": ran.where, "command": " ".join(command)}, ran.rc)
@@ -127,11 +124,10 @@ def psql(c, env=None, command=None):
     """psql in the PostgreSQL container as the app's role (password stays in the container); interactive at a terminal."""
     from iosops.day2.console import psql as run_psql
     from iosops.errors import IosopsError
-    from iosops.runner import Runner
 
     with task_env(env) as e:
         try:
-            ran = run_psql(e, Runner(say=lambda s: None), sql=command, tty=_tty())
+            ran = run_psql(e, new_runner(say=lambda s: None), sql=command, tty=_tty())
         except IosopsError as exc:
             raise fail(exc) from None
         _audit(e, "db.psql", {"sql": command if command is not None else "(interactive)", "where": ran.where}, ran.rc)

@@ -1,6 +1,6 @@
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, fail, mutating, task_env
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, fail, mutating, task_env, new_runner
 
 
 def _kubernetes():
@@ -98,11 +98,10 @@ def verify_hosts(c, env=None, colour="", json_=False):
     """testinfra checks of the env's hosts (users, modes, packages, sockets, services, container health)."""
     from iosops.errors import IosopsError
     from iosops.hosts.verify import verify
-    from iosops.runner import Runner
 
     with task_env(env) as e:
         try:
-            report = verify(e, Runner(plan_to_stdout=not json_), colour=colour or None, raise_on_failure=False)
+            report = verify(e, new_runner(as_json=json_), colour=colour or None, raise_on_failure=False)
         except IosopsError as exc:
             raise fail(exc) from None
     lines = [f"[{h}] {'ok  ' if ch.ok else 'FAIL'} {ch.name}" + (f": {ch.detail}" if ch.detail else "")

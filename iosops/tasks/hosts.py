@@ -1,6 +1,6 @@
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, fail, task_env
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, fail, task_env, new_runner
 
 
 @task(iterable=["replace"], help={
@@ -16,10 +16,9 @@ def trust(c, env=None, replace=None, dry_run=False, json_=False):
     refused (exit 2, nothing written) unless its host is named with --replace."""
     from iosops.errors import IosopsError
     from iosops.hosts.trust import trust as do_trust
-    from iosops.runner import Runner
 
     with task_env(env) as e:
-        runner = Runner(dry_run=dry_run, plan_to_stdout=not json_)
+        runner = new_runner(dry_run=dry_run, as_json=json_)
         try:
             result = do_trust(e, runner, replace=list(replace or []))
         except IosopsError as exc:

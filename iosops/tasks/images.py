@@ -1,6 +1,6 @@
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, new_runner
 
 
 ONLY_HELP = "Comma-separated image keys besides the base (e.g. python,postgres); `base` alone: just the base"
@@ -62,12 +62,11 @@ def stale(c, env=None, only="", image=None, json_=False):
     fresh; 1: an image is stale, not built or has no package label (`inv images.offline --refresh`
     rebuilds them), or the archive could not be read; 2: bad input."""
     from iosops.build.offline import check_stale
-    from iosops.runner import Runner
 
     from ._common import task_env
 
     with task_env(env) as e:  # one error line: exit 2 bad input, 1 archive unreadable
-        statuses = check_stale(e, Runner(plan_to_stdout=not json_), _keys(only), tuple(image or ()))
+        statuses = check_stale(e, new_runner(as_json=json_), _keys(only), tuple(image or ()))
     bad = [s for s in statuses if s.state != "fresh"]
     lines = []
     for s in statuses:

@@ -1,6 +1,6 @@
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env, new_runner
 
 TAG_HELP = "Image tag to render (default: the short git sha, as `inv build` tags it)"
 
@@ -17,10 +17,9 @@ def render(c, env=None, tag="", output=""):
     """Render the env's kustomize overlay with the image tag (same bytes every time for the same input)."""
     from pathlib import Path
 
-    from iosops.runner import Runner
 
     with task_env(env) as e:  # turns a foreseeable error into one line and exit 2/1
-        r = _render(e, Runner(), tag)
+        r = _render(e, new_runner(), tag)
     if output:
         Path(output).write_text(r.text)
     else:
@@ -31,10 +30,9 @@ def render(c, env=None, tag="", output=""):
 def validate(c, env=None, tag="", json_=False):
     """Validate the rendered overlay with kubernetes-validate --strict for every k8s.validate_versions."""
     from iosops.k8s.render import check_secrets, validate as run_validate
-    from iosops.runner import Runner
 
     with task_env(env) as e:
-        runner = Runner()
+        runner = new_runner()
         r = _render(e, runner, tag)
         check_secrets(e, r)
         out = run_validate(e, runner, r)
@@ -49,10 +47,9 @@ def policy(c, env=None, tag="", json_=False):
     from invoke.exceptions import Exit
 
     from iosops.k8s.render import policy as run_policy
-    from iosops.runner import Runner
 
     with task_env(env) as e:
-        runner = Runner()
+        runner = new_runner()
         out = run_policy(e, runner, _render(e, runner, tag))
     s = out["summary"]
     lines = [f"{e.name}: checkov {s['checkov_version']}: {s['passed']} passed, {s['failed']} failed, "

@@ -1,6 +1,6 @@
 from invoke import task
 
-from ._common import ENV_HELP, JSON_HELP, emit, task_env
+from ._common import ENV_HELP, JSON_HELP, emit, task_env, new_runner
 
 HERE_HELP = ("This machine's lock file and log, for an env on SSH hosts (what up, down, images.* and k8s.* "
              "use); without it such an env's lock and log are read on its data host")
@@ -9,7 +9,7 @@ HERE_HELP = ("This machine's lock file and log, for an env on SSH hosts (what up
 def _trail(env, here):
     from iosops.ops import trail_for
 
-    return trail_for(env, here=here)
+    return trail_for(env, here=here, runner=new_runner())
 
 
 @task(help={"env": ENV_HELP, "here": HERE_HELP, "json_": JSON_HELP})

@@ -1,7 +1,7 @@
 from invoke import task
 from invoke.exceptions import Exit
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env, new_runner
 
 MON_IMAGES = ("python", "postgres", "redis", "prometheus", "alertmanager", "postgres_exporter",
               "redis_exporter", "node_exporter")
@@ -16,10 +16,9 @@ def check(c, env=None, static_only=False, tag="", keep=False, dry_run=False, jso
     dashboards (for --env); then live, always on this machine: a throwaway local stack scraped by a real
     Prometheus must return data for every API, PostgreSQL and Redis dashboard query."""
     from iosops.monitoring import static
-    from iosops.runner import Runner
 
     with task_env(env) as e:
-        report = static.run(e, Runner(plan_to_stdout=not json_))
+        report = static.run(e, new_runner(as_json=json_))
     data = {"static": {"ok": report.ok, "alerts": report.alerts, "test_cases": report.test_cases,
                        "firing_cases": report.firing_cases, "quiet_cases": report.quiet_cases,
                        "dashboards": report.dashboards, "dashboard_queries": report.dashboard_queries,
@@ -81,9 +80,8 @@ def dashboards(c, dry_run=False):
     """Regenerate monitoring/grafana/dashboards/*.json from iosops/monitoring/dashboards.py."""
     from iosops.monitoring import DASHBOARDS_DIR
     from iosops.monitoring.dashboards import all_rendered
-    from iosops.runner import Runner
 
-    runner = Runner(dry_run=dry_run)
+    runner = new_runner(dry_run=dry_run)
     changed = []
     for name, text in all_rendered().items():
         path = DASHBOARDS_DIR / name

@@ -167,7 +167,9 @@ def test_backup_dry_run_prints_the_pipeline_and_writes_nothing(lab):
     plan = json.loads(proc.stdout)["plan"]
     assert any("pg_basebackup" in p and "| zstd -q -3 -T0 -c >" in p for p in plan)
     assert any(p.endswith("BGSAVE") for p in plan)
-    assert plan[-1].startswith("write file://") and "(last: makes the backup visible)" in plan[-1]
+    # the manifest is the backup's last write; then the task records the run's outcome (backup-last-*.json)
+    assert plan[-2].startswith("write file://") and "(last: makes the backup visible)" in plan[-2]
+    assert plan[-1].startswith("write ") and plan[-1].split()[1].endswith("/backup-last-local.json")
     assert sorted(o.key for o in store.list("backups/")) == before
     assert "lab-pass" not in proc.stdout + proc.stderr
 
@@ -275,8 +277,10 @@ def test_restore_dry_run_prints_every_step_and_changes_nothing(lab):
     proc = run_inv("restore", "--env", "local", "--backup", man.id, "--dry-run", env=lab.cli_env())
     assert proc.returncode == 0, proc.stderr
     plan = proc.stdout
-    for step in ("tar -x -C", "pg_basebackup", "pg_terminate_backend", "pg_ctl stop", "move ", "REPLICAOF 127.0.0.1",
-                 "REPLICAOF NO ONE", "pg_ctl start", "recovered and promoted"):
+    pgdata = lab.ws / "pgdata"
+    for step in ("tar -x -C", "pg_basebackup", "pg_terminate_backend", "pg_ctl stop", f"mv {pgdata} {pgdata}.pre-restore-",
+                 f"mv {pgdata}.restoring {pgdata}\n", "REPLICAOF 127.0.0.1", "REPLICAOF NO ONE", "pg_ctl start",
+                 "recovered and promoted", f"rm -rf {pgdata}.pre-restore-"):
         assert step in plan, step
     assert (lab.ws / "pgdata" / "postmaster.pid").read_text().split()[0] == pid  # never restarted
     assert redis_keys(lab) == keys and lab.sql("SELECT count(*) FROM accounts") == rows

@@ -4,7 +4,7 @@ code comes back. Against a real sshd container (iosops/sshd-host) on 127.0.0.1, 
 import time
 
 from iosops.day2.attach import Stream, interactive
-from iosops.runner import RemoteRunner, Runner
+from iosops.runner import Runner
 from tests.integration.test_remote_runner import ssh_host  # noqa: F401 - the fixture
 
 def ticks(lines: list[str]) -> list[str]:
@@ -19,7 +19,7 @@ TICKER = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo day2-tick $i; sleep 0.2
 def test_followed_stream_over_ssh_delivers_lines_and_stop_ends_the_remote_command(ssh_host):  # noqa: F811
     host, _ = ssh_host
     seen: list[str] = []
-    remote = RemoteRunner(Runner(say=lambda s: None), host)
+    remote = Runner(say=lambda s: None).on(host)
     s = Stream(remote, TICKER, seen.append).start()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(ticks(seen)) < 5:
@@ -27,7 +27,7 @@ def test_followed_stream_over_ssh_delivers_lines_and_stop_ends_the_remote_comman
     s.stop()
     assert ticks(seen)[:3] == ["day2-tick 1", "day2-tick 2", "day2-tick 3"] and s.error is None
     assert not s.alive()
-    check = RemoteRunner(Runner(say=lambda s: None), host)
+    check = Runner(say=lambda s: None).on(host)
     try:
         left = ""
         for _ in range(20):  # the hang-up reaches the remote shell within moments
@@ -46,7 +46,7 @@ def test_attached_command_over_ssh_returns_its_exit_code(ssh_host, monkeypatch):
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     host, _ = ssh_host
-    remote = RemoteRunner(Runner(say=lambda s: None), host)
+    remote = Runner(say=lambda s: None).on(host)
     try:
         assert interactive(remote, ["sh", "-c", "exit 3"]) == 3
         assert interactive(remote, ["true"]) == 0

@@ -13,6 +13,7 @@ import pytest
 from iosops.config import load_env
 from iosops.errors import BadInput, LockHeld
 from iosops.ops import operation, trail_for
+from iosops.runner import Runner
 from tests.conftest import free_port, run_inv
 from tests.integration import sshhosts
 from tests.integration.conftest import docker
@@ -62,7 +63,7 @@ def test_lock_on_the_data_host_excludes_a_second_run_and_the_audit_lands_there(c
     h = clean
     monkeypatch.setenv("IOSOPS_ACTOR", "alice@checkout-a")
     env = load_env("staging", environ=h["vars"])
-    with operation(trail_for(env), env.name, "deploy", {"tag": "t1", "registry_password": "hunter2"},  # pragma: allowlist secret - a sentinel that must not reach the log
+    with operation(trail_for(env, runner=Runner()), env.name, "deploy", {"tag": "t1", "registry_password": "hunter2"},  # pragma: allowlist secret - a sentinel that must not reach the log
                    dry_run=False) as ctx:
         info = json.loads(on_host(h, "cat", f"{h['dir']}/lock/info.json"))  # the lock is on the host
         assert (info["who"], info["task"], info["pid"], info["host"]) == (
@@ -77,7 +78,7 @@ def test_lock_on_the_data_host_excludes_a_second_run_and_the_audit_lands_there(c
         assert status.returncode == 0 and json.loads(status.stdout)["who"] == "alice@checkout-a", status.stderr
         # a second acquire in this process too (another trail, its own SSH session)
         with pytest.raises(LockHeld, match="locked by alice@checkout-a"):
-            trail_for(env).lock.acquire("backup")
+            trail_for(env, runner=Runner()).lock.acquire("backup")
         # a dry-run takes no lock: it plans while the lock is held
         assert run_inv("provision", "--env", "staging", "--dry-run", env=other).returncode == 0
     assert on_host(h, "sh", "-c", f"test -e {h['dir']}/lock && echo held") == ""  # released
@@ -93,7 +94,7 @@ def test_a_failed_run_is_audited_on_the_host_and_releases(clean, monkeypatch):
     h = clean
     env = load_env("staging", environ=h["vars"])
     with pytest.raises(BadInput):
-        with operation(trail_for(env), env.name, "restore", {}, dry_run=False):
+        with operation(trail_for(env, runner=Runner()), env.name, "restore", {}, dry_run=False):
             raise BadInput("no such backup")
     assert on_host(h, "sh", "-c", f"test -e {h['dir']}/lock && echo held") == ""
     assert [(r["task"], r["outcome"], r["exit_code"], r["error"]) for r in audit_on_host(h)] == [
@@ -124,7 +125,7 @@ def test_a_stale_lock_of_this_machine_is_broken(clean):
              "owner": "0" * 32}
     assert docker("exec", h["name"], "sh", "-c", f"mkdir -p {h['dir']}/lock && printf '%s' '{json.dumps(ghost)}' "
                   f"> {h['dir']}/lock/info.json").returncode == 0
-    trail = trail_for(load_env("staging", environ=h["vars"]))
+    trail = trail_for(load_env("staging", environ=h["vars"]), runner=Runner())
     try:
         notes = trail.lock.acquire("deploy")
         assert notes == [f"removed stale lock of ghost (pid {2 ** 22 + 12345} on this machine is gone)"]
@@ -138,7 +139,7 @@ def test_a_stale_lock_of_this_machine_is_broken(clean):
 def test_of_concurrent_acquires_exactly_one_wins(clean):
     h = clean
     env = load_env("staging", environ=h["vars"])
-    trails = [trail_for(env) for _ in range(3)]
+    trails = [trail_for(env, runner=Runner()) for _ in range(3)]
     start = threading.Barrier(len(trails))
     got: list = [None] * len(trails)
 

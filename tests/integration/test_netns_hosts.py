@@ -20,7 +20,7 @@ import pytest
 from iosops.config import load_env
 from iosops.errors import OperationFailed
 from iosops.hosts.known_hosts import KnownHosts
-from iosops.runner import RemoteRunner, Runner, SSHHost
+from iosops.runner import Runner, SSHHost
 from tests.conftest import ROOT, run_inv
 from tests.netns_hosts import alive, cleanup_stale, leftovers, runs
 
@@ -40,12 +40,11 @@ def hosts(netns_hosts, offline_images):
 
 @pytest.fixture(scope="module")
 def ssh(hosts):
-    runners: dict[str, RemoteRunner] = {}
+    runners: dict[str, Runner] = {}
 
     def run(h, script: str, check: bool = True, timeout: float = 120):
         if h.name not in runners:
-            runners[h.name] = RemoteRunner(Runner(say=lambda line: None),
-                                           SSHHost(h.address, port=h.ssh_port, user="root", key_filename=h.key_file,
+            runners[h.name] = Runner(say=lambda line: None).on(SSHHost(h.address, port=h.ssh_port, user="root", key_filename=h.key_file,
                                                    known_hosts=KnownHosts(Path(hosts.known_hosts_file), "staging")))
         return runners[h.name].run(["sh", "-c", script], check=check, timeout=timeout)
 
@@ -80,7 +79,7 @@ def test_root_logs_in_with_the_run_key_only(hosts, ssh, tmp_path):
     # another key is refused, and a password is not even offered
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    stranger = RemoteRunner(Runner(say=lambda line: None), SSHHost(hosts[0].address, user="root", key_filename=str(other),
+    stranger = Runner(say=lambda line: None).on(SSHHost(hosts[0].address, user="root", key_filename=str(other),
                                                                             known_hosts=KnownHosts(Path(hosts.known_hosts_file), "staging")))
     with pytest.raises(OperationFailed, match="Authentication failed"):
         stranger.run(["true"])
@@ -248,7 +247,7 @@ def test_provisioning_a_host_changes_it_not_this_machine(hosts, ssh):
     assert all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
     assert {c["name"] for c in checks if c["skipped"]} == {"sysctl-live"}  # the engine is real and checked
     # really so on the host: deploy logs in with the key and reaches the (restarted) engine
-    deploy = RemoteRunner(Runner(say=lambda line: None), SSHHost(h2.address, user="deploy", key_filename=h2.key_file,
+    deploy = Runner(say=lambda line: None).on(SSHHost(h2.address, user="deploy", key_filename=h2.key_file,
                                                                         known_hosts=KnownHosts(Path(hosts.known_hosts_file), "staging")))
     try:
         assert deploy.run(["docker", "info", "--format", "{{.LiveRestoreEnabled}} {{.Name}}"]).stdout.split() == ["true", h2.name]
@@ -280,7 +279,7 @@ def test_teardown_of_a_crashed_run_leaves_nothing(offline_images, tmp_path):
                                            capture_output=True, text=True, check=True).stdout))
         ctl = [Path(h["dir"]) / "ctl" for h in hs]
         pids += [int((c / f).read_text()) for c in ctl for f in ("dockerd.pid", "sshd.pid")]
-        session = RemoteRunner(Runner(say=lambda line: None), SSHHost(hs[2]["address"], user="root", key_filename=st["key_file"],
+        session = Runner(say=lambda line: None).on(SSHHost(hs[2]["address"], user="root", key_filename=st["key_file"],
                                                                         known_hosts=KnownHosts(Path(st["known_hosts"]), "staging")))
         session.run(["true"])  # an open SSH session (an sshd child in host 3's netns) at teardown
         assert st["run"] in {r["run"] for r in runs()}

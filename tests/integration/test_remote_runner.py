@@ -6,7 +6,7 @@ import pytest
 
 from iosops.errors import BadInput
 from iosops.hosts.known_hosts import HostKey, HostKeyRefused, KnownHosts, fingerprint, host_id, render
-from iosops.runner import CommandFailed, RemoteRunner, Runner, SSHHost
+from iosops.runner import CommandFailed, Runner, SSHHost
 from tests.integration import sshhosts
 from tests.integration.conftest import docker
 
@@ -27,7 +27,7 @@ def ssh_host(offline_images, tmp_path):
 
 def test_remote_command_runs_over_ssh(ssh_host):
     host, _ = ssh_host
-    remote = RemoteRunner(Runner(), host)
+    remote = Runner().on(host)
     try:
         assert remote.run(["id", "-un"], mutating=False).stdout.strip() == "root"
         assert remote.run(["sh", "-c", "echo $GREETING"], env={"GREETING": "hi there"}).stdout.strip() == "hi there"
@@ -49,10 +49,10 @@ def test_remote_command_runs_over_ssh(ssh_host):
 def test_remote_dry_run_connects_to_nothing(ssh_host):
     host, _ = ssh_host
     parent = Runner(dry_run=True)
-    remote = RemoteRunner(parent, host)
+    remote = parent.on(host)
     remote.run(["touch", "/should-not-exist"])
     assert parent.plan() == [f"[root@127.0.0.1:{host.port}] touch /should-not-exist"]
-    assert remote._conn is None
+    assert remote.remote._conn is None
 
 
 def _ran(name: str) -> bool:
@@ -63,7 +63,7 @@ def test_unknown_host_key_is_refused_before_anything_runs(ssh_host, tmp_path):
     host, name = ssh_host
     empty = tmp_path / "empty_known_hosts"
     host.known_hosts = KnownHosts(empty, "staging", "envs/staging.known_hosts")
-    remote = RemoteRunner(Runner(), host)
+    remote = Runner().on(host)
     with pytest.raises(HostKeyRefused) as err:
         remote.run(["touch", "/tmp/ran"])
     ed = sshhosts.fingerprints(name)["ssh-ed25519"]
@@ -72,7 +72,7 @@ def test_unknown_host_key_is_refused_before_anything_runs(ssh_host, tmp_path):
         "run; check that fingerprint out of band (on the host: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then "
         "trust it: inv hosts.trust --env staging")
     assert isinstance(err.value, BadInput) and err.value.exit_code == 2
-    assert not _ran(name) and remote._conn is None
+    assert not _ran(name) and remote.remote._conn is None
 
 
 def test_changed_host_key_is_refused_naming_both_fingerprints(ssh_host, tmp_path):
@@ -85,7 +85,7 @@ def test_changed_host_key_is_refused_naming_both_fingerprints(ssh_host, tmp_path
     forged = tmp_path / "forged_known_hosts"
     forged.write_text(render([HostKey(host_id("127.0.0.1", host.port), "ssh-ed25519", b64)], "staging"))
     host.known_hosts = KnownHosts(forged, "staging", "envs/staging.known_hosts")
-    remote = RemoteRunner(Runner(), host)
+    remote = Runner().on(host)
     with pytest.raises(HostKeyRefused) as err:
         remote.run(["touch", "/tmp/ran"])
     msg = str(err.value)
@@ -99,5 +99,31 @@ def test_no_known_hosts_file_means_no_connection(ssh_host):
     host, name = ssh_host
     host.known_hosts = None
     with pytest.raises(HostKeyRefused, match="no known_hosts file to check its host key against"):
-        RemoteRunner(Runner(), host).run(["touch", "/tmp/ran"])
+        Runner().on(host).run(["touch", "/tmp/ran"])
     assert not _ran(name)
+
+
+def test_file_operations_and_pipelines_happen_on_the_host(ssh_host, tmp_path):
+    """A runner holding the host's transport writes, moves and removes files there (never here), and runs
+    pipelines there with every stage's failure seen."""
+    import io
+
+    host, name = ssh_host
+    remote = Runner(say=lambda s: None).on(host)
+    path = tmp_path / "remote-only" / "app.conf"  # a path that exists nowhere: created on the host only
+    try:
+        remote.write_file(path, "a=1\n", mode=0o600)
+        assert not path.parent.exists()
+        got = docker("exec", name, "stat", "-c", "%a %s", str(path))
+        assert got.stdout.split() == ["600", "4"]
+        remote.rename(path, path.with_name("moved.conf"))
+        assert remote.probe(["cat", str(path.with_name("moved.conf"))]).stdout == "a=1\n"
+        assert remote.pipe(["printf", "a\\nb\\n"], ["wc", "-l"]).stdout.strip() == "2"
+        with pytest.raises(CommandFailed):
+            remote.pipe(["sh", "-c", "exit 4"], ["cat"])
+        res = remote.stream(["tr", "a-z", "A-Z"], source=io.BytesIO(b"shout"), sink=lambda f: f.read())
+        assert res.value == b"SHOUT"
+        remote.remove(path.parent)
+        assert docker("exec", name, "test", "-e", str(path.parent)).returncode == 1
+    finally:
+        remote.close()

@@ -3,7 +3,7 @@
 
 from iosops.build.image import build_args, image_ref, resolve_tag
 from iosops.config import load_env
-from iosops.runner import Runner
+from iosops.runner import by_argv, Runner
 
 
 def test_image_ref_with_and_without_registry():
@@ -23,5 +23,5 @@ def test_tag_from_git_marks_dirty():
     from iosops.runner import Result
 
     outs = iter(["0123456789ab\n", " M x\n"])
-    runner = Runner(executor=lambda argv, **kw: Result(0, next(outs)))
+    runner = Runner(executor=by_argv(lambda argv, **kw: Result(0, next(outs))))
     assert resolve_tag(load_env("local", environ={}), runner) == "0123456789ab-dirty"

@@ -15,7 +15,7 @@ from iosops.day2.probes import Since
 from iosops.deploy import maintenance as mt
 from iosops.errors import BadInput, OperationFailed
 from iosops.ops import local_trail
-from iosops.runner import Result, Runner
+from iosops.runner import by_argv, Result, Runner
 from tests.unit.test_stack_backup_plan import SENTINELS
 
 APP1, APP2, DB1 = (f"root@{h}.staging.ios.internal:22" for h in ("app1", "app2", "db1"))
@@ -133,12 +133,12 @@ def staging(monkeypatch, tmp_path):
         monkeypatch.setenv(k, v)
     # The env's lock lives on its data host (iosops.hosts.trail, over its own SSH connection): here a lock
     # file of the same interface stands in for it.
-    monkeypatch.setattr(common, "trail_for", lambda env, here=False: local_trail(tmp_path, env.name))
+    monkeypatch.setattr(common, "trail_for", lambda env, here=False, runner=None: local_trail(tmp_path, env.name))
     return load_env("staging", environ={"IOSOPS_STATE_DIR": str(tmp_path)})
 
 
 def quiet(fleet, dry_run=False):
-    return Runner(executor=fleet, say=lambda s: None, dry_run=dry_run)
+    return Runner(executor=by_argv(fleet), say=lambda s: None, dry_run=dry_run)
 
 
 # -- status --------------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_status_says_when_the_lock_cannot_be_read(staging, monkeypatch):
 
         def close(self):
             pass
-    monkeypatch.setattr(common, "trail_for", lambda env, here=False: Trail())
+    monkeypatch.setattr(common, "trail_for", lambda env, here=False, runner=None: Trail())
     data = status.status(staging, quiet(Fleet()))
     assert data["lock"]["error"].endswith("timed out") and len(data["hosts"]) == 3
     assert "lock: unknown (env staging: could not read the lock" in status.lines(data)[0]
@@ -436,7 +436,7 @@ def test_kubernetes_status_logs_exec_and_psql_name_the_context_and_namespace(pro
     workloads = {"kind": "List", "items": [deployment("green", 3, 2, "registry.ios.internal/iosops/api:v2"),
                                            deployment("blue", 3, 3, "registry.ios.internal/iosops/api:v1")]}
     kube = Kubectl({"get service ios-api": json.dumps(SERVICE), "get deployments,statefulsets": json.dumps(workloads)})
-    runner = Runner(executor=kube, say=lambda s: None)
+    runner = Runner(executor=by_argv(kube), say=lambda s: None)
     data = status.status(prod, runner)
     assert data["live"] == "green" and data["problems"] == ["deployment/ios-api-green: 2/3 ready, rollout progressing"]
     assert kube.calls[:2] == [
@@ -461,7 +461,7 @@ def test_kubernetes_status_logs_exec_and_psql_name_the_context_and_namespace(pro
 
 def test_kubernetes_refusals(prod):
     kube = Kubectl({})
-    runner = Runner(executor=kube, say=lambda s: None)
+    runner = Runner(executor=by_argv(kube), say=lambda s: None)
     with pytest.raises(BadInput, match="--host does not apply to a Kubernetes env"):
         console.exec_(prod, runner, ["ls"], host="x")
     with pytest.raises(BadInput, match="runs on Kubernetes: maintenance mode is the compose stack's nginx"):

@@ -12,7 +12,7 @@ from iosops.config import load_env
 from iosops.deploy import bluegreen as bg
 from iosops.deploy import switch as sw
 from iosops.errors import BadInput, OperationFailed
-from iosops.runner import Result, Runner
+from iosops.runner import by_argv, Result, Runner
 from tests.unit.test_stack_backup_plan import SENTINELS
 
 APP1, APP2, DB1 = (f"root@{h}.staging.ios.internal:22" for h in ("app1", "app2", "db1"))
@@ -95,7 +95,7 @@ def answered(status: int, n: int = 10, latency: float = 0.01):
 
 def test_first_deploy_runs_the_datastores_once_and_the_api_on_the_web_hosts(staging):
     hosts = Hosts()
-    result = bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+    result = bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     assert result.colour == "blue" and result.previous is None
     # The datastores and the WAL streamer on the data host only: never a database per host.
     assert hosts.on(DB1, " up --detach --no-deps --no-build postgres redis") and \
@@ -123,7 +123,7 @@ def test_each_host_holds_only_the_datastore_passwords_its_services_use(staging):
     import hashlib
 
     hosts = Hosts()
-    bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+    bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     d = "/srv/iosops/iosops-staging/"
 
     def secret(host: str, name: str) -> str:
@@ -159,7 +159,7 @@ def test_a_web_host_whose_colour_never_gets_ready_removes_it_everywhere_and_swit
     staging.cfg.deploy.ready_timeout_s = 1
     with pytest.raises(OperationFailed, match=r"failed before the switch: .*not ready.*rolled back: removed api-green on "
                                               r"root@app1.* root@app2.*traffic stays on blue"):
-        bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     for web in (APP1, APP2):
         assert hosts.on(web, "rm --force --stop api-green") and not hosts.on(web, "nginx -c /etc/nginx/iosops/nginx.conf -s reload")
         assert hosts.files[(web, "/srv/iosops/iosops-staging/nginx/conf.d/upstream.conf")] == "# Active colour: blue\n"
@@ -170,7 +170,7 @@ def test_nginx_rejecting_the_config_on_the_second_host_switches_the_first_back(s
     hosts = Hosts(active="blue", fail={(APP2, "nginx -t"): Result(1, "", "nginx: [emerg] bad directive")})
     with pytest.raises(OperationFailed, match=r"switch to green failed: .*root@app2.*nginx -t rejected.*bad directive.*"
                                               r"rolled back: traffic back on blue, api-green removed"):
-        bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     up = "/srv/iosops/iosops-staging/nginx/conf.d/upstream.conf"
     assert "# Active colour: blue" in hosts.files[(APP1, up)] and "# Active colour: blue" in hosts.files[(APP2, up)]
     assert len(hosts.on(APP1, "-s reload")) == 2  # to green, then back to blue
@@ -195,7 +195,7 @@ def test_the_gate_rolls_every_web_host_back(staging, monkeypatch, after, log, wh
     staging.cfg.deploy.error_window_s = 0.01
     hosts = Hosts(active="blue")
     with pytest.raises(OperationFailed, match=f"gate after the switch: {why}.*rolled back: traffic back on blue"):
-        bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     assert calls == [10, 30]  # the old colour's baseline, then the window's probes
     up = "/srv/iosops/iosops-staging/nginx/conf.d/upstream.conf"
     assert all("# Active colour: blue" in hosts.files[(h, up)] for h in (APP1, APP2))
@@ -207,7 +207,7 @@ def test_the_gate_passes_with_probes_and_records_the_figures(staging, monkeypatc
     monkeypatch.setattr(bg, "error_window", lambda t, colour, since: (0, 10))
     staging.cfg.deploy.error_window_s = 0.01
     hosts = Hosts(active="blue")
-    result = bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+    result = bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     assert (result.colour, result.errors_after_switch, result.requests_after_switch) == ("green", 0, 20)
     assert result.p95_after_ms == result.p95_before_ms == 10.0 and result.probes_after_switch == 20
     assert any("gate: 0/20 5xx" in s for s in result.steps)
@@ -224,7 +224,7 @@ def test_a_slow_start_that_recovers_within_the_window_passes(staging, monkeypatc
     monkeypatch.setattr(bg, "probe_all", probes)
     monkeypatch.setattr(bg, "error_window", lambda t, colour, since: (0, 30))
     staging.cfg.deploy.error_window_s = 0.01
-    result = bg.deploy(staging, Runner(executor=Hosts(active="blue"), say=lambda s: None), IMAGE)
+    result = bg.deploy(staging, Runner(executor=by_argv(Hosts(active="blue")), say=lambda s: None), IMAGE)
     assert result.colour == "green" and result.p95_after_ms == 900.0
 
 
@@ -234,7 +234,7 @@ def test_silence_does_not_pass_the_gate(staging, monkeypatch):
     monkeypatch.setattr(bg, "error_window", lambda t, colour, since: (0, 0))
     staging.cfg.deploy.error_window_s = 0.01
     with pytest.raises(OperationFailed, match=r"only 0 of 20 probes reached nginx's log of green"):
-        bg.deploy(staging, Runner(executor=Hosts(active="blue"), say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(Hosts(active="blue")), say=lambda s: None), IMAGE)
 
 
 def test_refusals_change_nothing(staging):
@@ -242,26 +242,26 @@ def test_refusals_change_nothing(staging):
     hosts = Hosts(active="blue", migrate={"pending": [{"version": "0007", "name": "drop_x", "destructive": True}],
                                           "applied": None})
     with pytest.raises(BadInput, match="0007_drop_x are marked destructive"):
-        bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     assert not [c for c in hosts.calls if "api-green" in c[1] and " up " in c[1]]
     # the web hosts disagree on the active colour
     hosts = Hosts(active="blue")
     hosts.files[(APP2, "/srv/iosops/iosops-staging/nginx/conf.d/upstream.conf")] = "# Active colour: green\n"
     with pytest.raises(BadInput, match="hosts disagree on the active colour"):
-        bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     assert not [c for c in hosts.calls if " up " in c[1] or "mktemp" in c[1]]
     # the image is missing on one web host (no registry answer either)
     hosts = Hosts(fail={(APP2, f"inspect --format {{{{.Id}}}} {IMAGE}"): Result(1, "", "no such image"),
                         (APP2, f"pull {IMAGE}"): Result(1, "", "not found")})
     with pytest.raises(BadInput, match=f"unknown image {re.escape(IMAGE)} on {re.escape(APP2)}"):
-        bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     assert not [c for c in hosts.calls if " up " in c[1] or "mktemp" in c[1]]
 
 
 def test_rollback_switches_only_the_web_hosts(staging):
     hosts = Hosts(active="green")
     hosts.running[APP1]["api-blue"] = hosts.running[APP2]["api-blue"] = 2
-    res = bg.rollback(staging, Runner(executor=hosts, say=lambda s: None))
+    res = bg.rollback(staging, Runner(executor=by_argv(hosts), say=lambda s: None))
     assert res.colour == "blue" and not hosts.on(DB1, "reload") and not hosts.on(DB1, "cat")
     assert all("# Active colour: blue" in hosts.files[(h, "/srv/iosops/iosops-staging/nginx/conf.d/upstream.conf")]
                for h in (APP1, APP2))

@@ -21,7 +21,7 @@ from iosops.config import load_env
 from iosops.errors import IosopsError
 from iosops.k8s import backup as kbackup
 from iosops.k8s import deploy as kdeploy
-from iosops.runner import Runner
+from iosops.runner import by_argv, Runner
 from tests.kubectl_replay import ScriptedCluster
 
 CASES = sorted((Path(__file__).parent / "k8s_plans").glob("*.json"))
@@ -64,7 +64,7 @@ def run_case(spec, tmp_path, monkeypatch, local=None):
         monkeypatch.setenv(k_, v)
     env = load_env(spec["env"], environ={"IOSOPS_STATE_DIR": str(tmp_path)}, overrides=spec.get("overrides"))
     cluster = ScriptedCluster(spec["responses"], local=local)
-    runner = Runner(executor=cluster, say=lambda _l: None, dry_run=spec.get("dry_run", False))
+    runner = Runner(executor=by_argv(cluster), say=lambda _l: None, dry_run=spec.get("dry_run", False))
     now = dt.datetime.strptime(spec.get("now", "2026-11-27T22:00:00Z"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
     fn = {"deploy": lambda: kdeploy.deploy(env, runner, spec.get("tag", ""), now=lambda: now),
           "rollback": lambda: kdeploy.rollback(env, runner, now=lambda: now),

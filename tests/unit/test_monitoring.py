@@ -14,7 +14,7 @@ from iosops.errors import BadInput
 from iosops.monitoring import (ALERTMANAGER_DIR, DASHBOARDS_DIR, PROVISIONING_DIR, RULE_TESTS_DIR, RULES_DIR,
                                RUNBOOKS_DIR, dashboards, grafana, rules, static)
 from iosops.monitoring import stack as mstack
-from iosops.runner import Result, Runner
+from iosops.runner import by_argv, Result, Runner
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_monitoring_up_dry_run_plan_names_secrets_never_values(tmp_path):
             return Result(0, "netid\n")
         return Result(1, "", "No such object")
 
-    runner = Runner(dry_run=True, executor=executor, say=lambda s: None)
+    runner = Runner(dry_run=True, executor=by_argv(executor), say=lambda s: None)
     mstack.up(env, runner)
     plan = "\n".join(runner.plan())
     runs = [line for line in runner.plan() if " run --detach " in line]
@@ -234,7 +234,7 @@ def test_check_stack_runs_compose_walstream_on_its_network_and_keeps_the_passwor
             return Result(0, "healthy\n" if "Health" in argv[3] else "sha256:x\n")
         return Result(0, "")
 
-    t, res = mops.start(env, Runner(executor=executor, say=lambda s: None), cdir, "iosops/ops:t1", 5)
+    t, res = mops.start(env, Runner(executor=by_argv(executor), say=lambda s: None), cdir, "iosops/ops:t1", 5)
     assert res.walstream == ["cid0123456789"]
     override = yaml.safe_load((cdir / "ops" / mops.OVERRIDE).read_text())
     assert override["networks"]["data"] == {"external": True, "name": f"{name}-net"}

@@ -9,7 +9,7 @@ from iosops.commands import pg
 from iosops.config import load_env
 from iosops.deploy import bluegreen as bg
 from iosops.errors import BadInput
-from iosops.runner import Result, Runner
+from iosops.runner import by_argv, Result, Runner
 from iosops.stack import pgauth
 from tests.unit.test_deploy_plan import APP1, APP2, DB1, IMAGE, Hosts, staging  # noqa: F401 - fixture
 from tests.unit.test_stack_backup_plan import SENTINELS
@@ -40,7 +40,7 @@ def test_the_password_travels_on_stdin_never_in_argv_or_environment(tmp_path):
         seen.append((argv, env, input))
         return Result(2, "", REFUSED)
 
-    assert pgauth.probe(Runner(executor=executor), "c1", env) == pgauth.MISMATCH
+    assert pgauth.probe(Runner(executor=by_argv(executor)), "c1", env) == pgauth.MISMATCH
     (argv, environ, stdin), = seen
     assert argv[:4] == ["/usr/bin/docker", "exec", "-i", "c1"] and argv[-2:] == ["ios", "ios"]
     assert "pw-sentinel-5150" not in " ".join(argv) and environ is None and stdin == "pw-sentinel-5150"
@@ -69,7 +69,7 @@ def test_running_postgres_refusing_the_password_stops_the_deploy_before_any_chan
         (DB1, "volume ls"): Result(0, "iosops-staging_pgdata\n"),
         (DB1, "password-check"): Result(2, "", REFUSED)})
     with pytest.raises(BadInput) as exc:
-        bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     msg = str(exc.value)
     assert msg.startswith(f"the PostgreSQL volume iosops-staging_pgdata on {DB1} was initialised by another checkout")
     assert "environment variable IOS_STAGING_POSTGRES_PASSWORD" in msg and "ALTER ROLE" in msg
@@ -81,7 +81,7 @@ def test_running_postgres_refusing_the_password_stops_the_deploy_before_any_chan
 def test_the_password_accepted_changes_nothing_in_the_deploy(staging):  # noqa: F811
     hosts = Hosts(fail={(DB1, "volume ls"): Result(0, "iosops-staging_pgdata\n")})
     hosts.running[DB1].update({"postgres": 1})
-    bg.deploy(staging, Runner(executor=hosts, say=lambda s: None), IMAGE)
+    bg.deploy(staging, Runner(executor=by_argv(hosts), say=lambda s: None), IMAGE)
     assert hosts.on(DB1, "password-check") and hosts.on(APP1, "schema_migrations")
 
 
@@ -100,7 +100,7 @@ def test_stopped_postgres_is_checked_once_started_and_what_the_deploy_started_is
         return plain(argv, host=host, input=input, **kw)
 
     with pytest.raises(BadInput) as exc:
-        bg.deploy(staging, Runner(executor=executor, say=lambda s: None), IMAGE)
+        bg.deploy(staging, Runner(executor=by_argv(executor), say=lambda s: None), IMAGE)
     msg = str(exc.value)
     assert state["started"] and msg.endswith("Rolled back: removed postgres, redis, which this deploy had started; "
                                              "the volume is untouched")

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from iosops.runner import Result, Runner, display
+from iosops.runner import by_argv, Result, Runner, display
 from iosops.secrets import Secret
 
 
@@ -42,7 +42,7 @@ def test_probes_run_in_dry_run_and_are_marked_read():
         seen.append(list(argv))
         return Result(0, "abc\n")
 
-    r = Runner(dry_run=True, executor=executor)
+    r = Runner(dry_run=True, executor=by_argv(executor))
     assert r.run(["git", "rev-parse", "HEAD"], mutating=False).stdout == "abc\n"
     r.run(["docker", "rm", "x"])
     assert seen == [["git", "rev-parse", "HEAD"]]
@@ -51,7 +51,7 @@ def test_probes_run_in_dry_run_and_are_marked_read():
 
 def test_secret_is_revealed_only_at_execution(capsys):
     seen = []
-    r = Runner(executor=lambda argv, **kw: seen.append(argv) or Result(), verbose=True)
+    r = Runner(executor=by_argv(lambda argv, **kw: seen.append(argv) or Result()), verbose=True)
     r.run(["login", "--password", Secret("pa55-sentinel")])
     assert seen[0][-1].get() == "pa55-sentinel"
     assert "pa55" not in capsys.readouterr().err and "pa55" not in " ".join(r.plan())

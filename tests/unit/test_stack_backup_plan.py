@@ -11,7 +11,7 @@ from iosops.backup import stack as bs
 from iosops.backup import targets
 from iosops.config import load_env
 from iosops.errors import BadInput, OperationFailed
-from iosops.runner import Result, Runner
+from iosops.runner import by_argv, Result, Runner
 
 SENTINELS = {"IOS_STAGING_POSTGRES_PASSWORD": "pg-sentinel-4411", "IOS_STAGING_BACKUP_PASSWORD": "bk-sentinel-9922",
              "IOS_STAGING_BACKUP_S3_ACCESS_KEY_ID": "s3-key-id-sentinel-1100", "IOS_STAGING_BACKUP_S3_SECRET_ACCESS_KEY":
@@ -52,7 +52,7 @@ def test_backup_runs_in_the_ops_container_on_the_first_ssh_host_with_secrets_as_
     answer = json.dumps({"backup": {"id": "20261202T100000Z-abcd", "artifacts": [{"size": 1000}],
                                     "components": ["postgres", "redis"]}})
     host = DataHost({"stackops backup": Result(0, answer + "\n"), "cat /srv": Result(0, "services: {}\n")})
-    runner = Runner(executor=host, say=lambda s: None)
+    runner = Runner(executor=by_argv(host), say=lambda s: None)
     man = targets.backup(staging, runner)
     assert man["id"] == "20261202T100000Z-abcd"
     where = {h for h, _ in host.calls}
@@ -78,7 +78,7 @@ def test_backup_runs_in_the_ops_container_on_the_first_ssh_host_with_secrets_as_
 def test_no_deployed_stack_on_the_data_host_is_bad_input(staging):
     host = DataHost({"cat /srv/iosops/iosops-staging/compose.yml": Result(1, "", "No such file")})
     with pytest.raises(BadInput, match="no deployed stack on root@db1.staging.ios.internal:22.*inv deploy --env staging"):
-        targets.backup(staging, Runner(executor=host, say=lambda s: None))
+        targets.backup(staging, Runner(executor=by_argv(host), say=lambda s: None))
 
 
 def test_restore_order_on_the_data_host_and_failure_of_finish_restarts_the_datastores(staging):
@@ -89,7 +89,7 @@ def test_restore_order_on_the_data_host_and_failure_of_finish_restarts_the_datas
                      "ps --quiet": Result(0, "cid1\n"), "inspect": Result(0, "healthy\n"),
                      "cat /srv/iosops/iosops-staging/nginx/conf.d/upstream.conf": Result(0, "server api-blue:8000;\n"),
                      "cat /srv": Result(0, "services: {}\n")})
-    runner = Runner(executor=host, say=lambda s: None)
+    runner = Runner(executor=by_argv(host), say=lambda s: None)
     with pytest.raises(OperationFailed, match="restore-finish on root@db1.*rolled back: postgres: put back"):
         bs.restore(staging, runner, latest=True)
     lines = [l for _, l in host.calls]

@@ -9,6 +9,7 @@ import pytest
 from iosops.commands import lock as cl
 from iosops.config import load_env
 from iosops.errors import LockHeld, OperationFailed
+from iosops.runner import Runner
 from iosops.ops import AuditLog, EnvLock, Trail, held_message, is_stale, operation, trail_for
 from iosops.secrets import Secret
 
@@ -48,7 +49,7 @@ def test_stale_only_when_the_holder_ran_here_and_its_pid_is_gone():
 
 def test_trail_is_on_the_data_host_for_an_env_on_ssh_hosts(tmp_path):
     staging = load_env("staging", environ={"IOSOPS_STATE_DIR": str(tmp_path)})
-    t = trail_for(staging)
+    t = trail_for(staging, runner=Runner())
     assert t.lock.where == "root@db1.staging.ios.internal:22:/srv/iosops/iosops-staging/lock"
     assert (t.audit.at, str(t.audit.path)) == ("root@db1.staging.ios.internal:22", "/srv/iosops/iosops-staging/audit.log")
     assert t.flags == ""
