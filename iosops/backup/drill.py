@@ -21,10 +21,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import wait
 from ..commands import compose as cc
 from ..commands import docker as d
 from ..config import Env, load_env
-from ..errors import OperationFailed
 from ..ports import free_port
 from ..runner import Runner
 from . import manifest as mf
@@ -315,12 +315,7 @@ def _ready_now(port: int) -> bool:
 
 def _wait_ready_tls(runner: Runner, port: int, timeout: float) -> None:
     def poll() -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _ready_now(port):
-                return
-            time.sleep(0.1)
-        raise OperationFailed(f"https://127.0.0.1:{port}/ready did not answer 200 within {timeout:.0f}s")
+        wait.ready(f"https://127.0.0.1:{port}/ready to answer 200", lambda: _ready_now(port), timeout=timeout)
 
     runner.call(f"wait until GET https://127.0.0.1:{port}/ready answers 200 through nginx", poll)
 

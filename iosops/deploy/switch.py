@@ -63,7 +63,7 @@ def drain(t: Target) -> None:
         r = t.runner.run(d.exec_(cid, ["sh", "-c", WORKERS]), mutating=False, check=False)
         n = ng.parse_shutting_down(r.stdout)
         return None if n == 0 or r.dry_run else f"{n} old worker(s) still draining"
-    poll(t.runner, f"[{t.name}] drain", check, t.env.cfg.deploy.drain_timeout_s, interval=0.2)
+    poll(t.runner, f"[{t.name}] old nginx workers to drain", check, t.env.cfg.deploy.drain_timeout_s, interval=0.2)
 
 
 def error_window(t: Target, colour: str, since: float) -> tuple[int, int]:
