@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import wait
 from ..commands import compose as cc
 from ..commands import docker as d
+from ..commands import pg
 from ..config import Env, load_env
 from ..ports import free_port
 from ..runner import Runner
@@ -186,8 +187,7 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
         bg.deploy(denv, runner, image or _default_image(env))
 
         phase("load dataset")
-        runner.run(cc.exec_(t.base(), "postgres", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql",
-                                                   "-U", denv.cfg.stack.postgres_user, "-d", denv.cfg.stack.postgres_db]),
+        runner.run(cc.exec_(t.base(), "postgres", pg.psql_socket(denv.cfg.stack.postgres_user, denv.cfg.stack.postgres_db)),
                    input=DATASET_SQL.format(rows=spec["rows"]) + "VACUUM (ANALYZE) drill_orders;\n", timeout=3600)
         _load_redis(runner, t, spec["keys"])
         rep.dataset = {"rows": spec["rows"], "redis_keys": spec["keys"],
@@ -267,9 +267,7 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
 
 
 def _psql(runner: Runner, t, env: Env, sql: str) -> str:
-    return runner.run(cc.exec_(t.base(), "postgres", ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h",
-                                                      "/run/postgresql", "-U", env.cfg.stack.postgres_user, "-d",
-                                                      env.cfg.stack.postgres_db, "-c", sql]),
+    return runner.run(cc.exec_(t.base(), "postgres", pg.psql_socket(env.cfg.stack.postgres_user, env.cfg.stack.postgres_db, sql)),
                       mutating=False).stdout.strip()
 
 

@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 from .. import wait
+from ..commands import host as hc
 from ..commands import pg
 from ..commands import redis as rc
 from ..config import Env
@@ -91,7 +92,7 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
         f = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dbfilename", user=r.user), mutating=False, env=renv).stdout.split()
         path = f"{d[1]}/{f[1]}" if len(d) > 1 and len(f) > 1 else "<dir>/<dbfilename>"
     runner.run(rc.check_rdb(path))  # reads only, but checks what BGSAVE wrote: planned, not run, in dry-run
-    art, _ = upload(env, runner, store, ["cat", path],
+    art, _ = upload(env, runner, store, hc.cat(path),
                     artifact_key(backup_id, "redis.rdb.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
                     component="redis", kind="rdb")
     return [art], fp, None

@@ -10,6 +10,8 @@ from typing import Optional
 
 from ..commands import compose as cc
 from ..commands import docker as d
+from ..commands import host as hc
+from ..commands import tls as tc
 from ..config import Env, HostCfg
 from ..errors import BadInput, IosopsError
 from ..hosts.known_hosts import HostKeyRefused
@@ -61,11 +63,10 @@ class Target:
         if not self.remote:
             self.runner.write_file(Path(path), content, mode)
             return
-        self.runner.run(["sh", "-c", 'set -e; mkdir -p "$(dirname "$1")"; t=$(mktemp "$1.XXXXXX"); cat > "$t"; '
-                         'chmod "$2" "$t"; mv -f "$t" "$1"', "put", str(path), f"{mode:o}"], input=content)
+        self.runner.run(hc.put(str(path), mode), input=content)
 
     def read(self, rel: str) -> Optional[str]:
-        r = self.runner.run(["cat", str(self.path(rel))], mutating=False, check=False)
+        r = self.runner.run(hc.cat(str(self.path(rel))), mutating=False, check=False)
         return r.stdout if r.rc == 0 and not r.dry_run else None
 
     # -- compose -------------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ class Target:
         return r.stdout.split()
 
     def now(self) -> float:
-        r = self.runner.run(["date", "+%s.%N"], mutating=False, check=False)
+        r = self.runner.run(hc.now(), mutating=False, check=False)
         try:
             return float(r.stdout.strip())
         except ValueError:
@@ -137,7 +138,7 @@ def check_reachable(ts: list[Target]) -> None:
         if not t.remote or t.runner.dry_run:
             continue
         try:
-            t.runner.run(["true"], mutating=False)
+            t.runner.run(hc.reachable(), mutating=False)
         except HostKeyRefused:  # unknown or changed host key: its own message
             raise
         except IosopsError as exc:
@@ -158,7 +159,7 @@ def check_ports(t: Target) -> None:
     dcfg, host = t.env.cfg.deploy, t.env.cfg.stack.publish_host
     for port in (dcfg.http_port, dcfg.https_port):
         if t.remote:
-            r = t.runner.run(["sh", "-c", f"ss -Hltn 'sport = :{port}' | grep -q LISTEN"], mutating=False, check=False)
+            r = t.runner.run(hc.port_listening(port), mutating=False, check=False)
             busy = r.rc == 0 and not r.dry_run
         else:
             with socket.socket() as s:
@@ -185,22 +186,18 @@ def ensure_tls(t: Target) -> str:
     """Self-signed certificate when configured (local); then the certificate must exist and be valid."""
     tls = t.env.cfg.deploy.tls
     cert, key = tls_paths(t)
-    valid = ["openssl", "x509", "-noout", "-checkend", "86400", "-in", str(cert)]
-    state = t.runner.run(valid, mutating=False, check=False)
+    state = t.runner.run(tc.cert_valid_for(str(cert), 86400), mutating=False, check=False)
     if state.dry_run:
         return "certificate: checked at run time"
     if state.rc != 0 and tls.self_signed:
         name = t.env.cfg.deploy.server_name if t.env.cfg.deploy.server_name != "_" else "localhost"
-        t.runner.run(["mkdir", "-p", str(cert.parent)])
-        t.runner.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                      "-nodes", "-days", str(tls.self_signed_days), "-subj", f"/CN={name}",
-                      "-addext", f"subjectAltName=DNS:{name},DNS:localhost,IP:127.0.0.1",
-                      "-keyout", str(key), "-out", str(cert)])
-        t.runner.run(["chmod", "600", str(key)])
-        t.runner.run(["chmod", "644", str(cert)])  # nginx's master reads both as root
+        t.runner.run(hc.mkdir_p(str(cert.parent)))
+        t.runner.run(tc.self_signed(name, tls.self_signed_days, str(key), str(cert)))
+        t.runner.run(hc.chmod(0o600, str(key)))
+        t.runner.run(hc.chmod(0o644, str(cert)))  # nginx's master reads both as root
         return f"certificate: generated self-signed {cert} ({tls.self_signed_days} days)"
     if state.rc != 0:
-        exists = t.runner.run(["test", "-r", str(cert)], mutating=False, check=False).rc == 0
+        exists = t.runner.run(hc.readable(str(cert)), mutating=False, check=False).rc == 0
         why = "is expired or expires within a day" if exists else "is missing"
         raise BadInput(f"TLS certificate {cert} on {t.name} {why}; install a valid certificate at deploy.tls.cert "
                        f"(and its key at deploy.tls.key); deploy refused, nothing was changed")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..commands import kubectl as k
+from ..commands import redis as rc
 from ..config import Env, K8sCfg
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner, error_line
@@ -351,7 +352,7 @@ def restore(env: Env, runner: Runner, backup_id: str = "", to_time: str = "", la
         restored = True
         out["steps"].append(f"PostgreSQL restored ({target})")
         step = "flushing Redis (a cache of the old data)"
-        runner.run(k.exec_in(ctx, ns, f"statefulset/{REDIS_STS}", "redis", ["redis-cli", "FLUSHALL"], kc), timeout=120)
+        runner.run(k.exec_in(ctx, ns, f"statefulset/{REDIS_STS}", "redis", rc.default_cli("FLUSHALL"), kc), timeout=120)
         step = "scale up"
         scale_up(runner, cfg, sizes, down_order)
         scaled = []
