@@ -76,8 +76,8 @@ class PgInstance:
             with open(self.data_dir / "postgresql.conf", "a") as fh:
                 fh.write(conf)
         self.start(runner)
-        runner.run(pg.as_user(self.os_user, [f"{self.bin_dir}/createdb", "-h", str(self.socket_dir), "-p",
-                                             str(self.port), "-U", self.user, self.dbname]))
+        runner.run(pg.as_user(self.os_user, pg.createdb(self.bin_dir, str(self.socket_dir), self.port, self.user,
+                                                        self.dbname)))
 
     def log_tail(self, n: int = 3) -> str:
         p = Path(self.log)
@@ -121,8 +121,7 @@ class PgInstance:
         return r.rc == 0
 
     def sql(self, runner: Runner, sql: str, mutating: bool = True) -> str:
-        argv = [f"{self.bin_dir}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                "-p", str(self.port), "-U", self.user, "-d", self.dbname, "-c", sql]
+        argv = pg.psql(self.bin_dir, str(self.socket_dir), self.port, self.user, self.dbname, sql)
         return runner.run(pg.as_user(self.os_user, argv), mutating=mutating).stdout.strip()
 
     def wait_promoted(self, runner: Runner, timeout: float = 300) -> None:

@@ -87,6 +87,11 @@ def exec_(name: str, argv: Sequence[str], user: Optional[str] = None) -> list[st
     return [DOCKER, "exec", *(["--user", user] if user else []), name, *argv]
 
 
+def logs_since(name: str, since: float) -> list[str]:
+    """The container's log from `since` (epoch seconds, millisecond resolution) on."""
+    return [DOCKER, "logs", "--since", f"{since:.3f}", name]
+
+
 def logs_tail(name: str, n: int = 30) -> list[str]:
     return [DOCKER, "logs", "--tail", str(n), name]
 

@@ -34,6 +34,15 @@ def basebackup_to_stdout(bin_dir: str, host: str, port: int, user: str) -> list[
             "-c", "fast", "-v", "-l", "iosops"]
 
 
+def createdb(bin_dir: str, host: str, port: int, user: str, dbname: str) -> list[str]:
+    return [_bin(bin_dir, "createdb"), "-h", host, "-p", str(port), "-U", user, dbname]
+
+
+def restore_list(bin_dir: str, dump: str) -> list[str]:
+    """`pg_restore --list`: reads a custom-format dump's table of contents (fails on a damaged one)."""
+    return [_bin(bin_dir, "pg_restore"), "--list", dump]
+
+
 def verifybackup(bin_dir: str, directory: str) -> list[str]:
     return [_bin(bin_dir, "pg_verifybackup"), "--exit-on-error", directory]
 

@@ -68,7 +68,7 @@ def error_window(t: Target, colour: str, since: float) -> tuple[int, int]:
     cid = nginx_id(t)
     if cid is None or t.runner.dry_run:
         return 0, 0
-    r = t.runner.run([d.DOCKER, "logs", "--since", f"{since - 1:.3f}", cid], mutating=False, check=False)
+    r = t.runner.run(d.logs_since(cid, since - 1), mutating=False, check=False)
     return ng.error_rate(r.stdout.splitlines(), colour, since)
 
 
