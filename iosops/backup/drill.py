@@ -25,6 +25,7 @@ from .. import wait
 from ..commands import compose as cc
 from ..commands import docker as d
 from ..commands import pg
+from ..commands import python as py
 from ..config import Env, load_env
 from ..ports import free_port
 from ..runner import Runner
@@ -295,7 +296,7 @@ print(n)
 
 
 def _load_redis(runner: Runner, t, keys: int) -> None:
-    runner.run(cc.exec_(t.base(), "api-blue", ["python3", "-c", LOAD_REDIS, str(keys)]), timeout=600)
+    runner.run(cc.exec_(t.base(), "api-blue", py.script(LOAD_REDIS, str(keys))), timeout=600)
 
 
 def _ready_now(port: int) -> bool:

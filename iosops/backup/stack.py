@@ -15,6 +15,7 @@ import yaml
 
 from ..commands import compose as cc
 from ..commands import host as hc
+from ..commands import python as py
 from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner
@@ -137,8 +138,7 @@ def run_ops(t, env: Env, action: str, *args: str, mutating: bool = True) -> dict
     """One run of the engine in the ops container; its JSON answer (last stdout line). The container's
     exit code is the task's: 2 bad input, 1 failed (its last `error:` line says why). mutating=False: the
     run only reads (it also runs in a dry-run and answers with its own plan)."""
-    argv = cc.run_once(t.base(), "ops", ["python3", "-m", "iosops.backup.stackops", action, "--env", env.name,
-                                         *args])
+    argv = cc.run_once(t.base(), "ops", py.stackops(action, env.name, *args))
     r = t.runner.run(argv, mutating=mutating, check=False, stream=True)
     if r.dry_run:
         return {}

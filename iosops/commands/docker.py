@@ -134,6 +134,13 @@ def logs_merged(containers: Sequence[tuple[str, str]], since: str = "", tail: st
     return ["sh", "-c", LOGS_SCRIPT, "logs", DOCKER, since, tail, "1" if follow else "0", *pairs]
 
 
+def exec_input(name: str, argv: Sequence[str], env: Optional[Mapping[str, str]] = None) -> list[str]:
+    """`docker exec -i`: the runner's input on the command's stdin; `env` values are set in argv, so they
+    must never be secrets (name a file the secret is written to instead)."""
+    flags = [f for k, v in (env or {}).items() for f in ("--env", f"{k}={v}")]
+    return [DOCKER, "exec", "-i", *flags, name, *argv]
+
+
 def exec_attached(name: str, argv: Sequence[str], tty: bool = False, env: Sequence[str] = ()) -> list[str]:
     """`docker exec` with stdin attached (-i) and, for a person at a terminal, a TTY (-t). `env` are
     variable names passed from the caller's environment (values never in argv)."""

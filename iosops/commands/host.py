@@ -64,6 +64,11 @@ def now() -> list[str]:
     return ["date", "+%s.%N"]
 
 
+def version(program: str) -> list[str]:
+    """`PROGRAM --version`: is the tool there, and which one."""
+    return [program, "--version"]
+
+
 def reachable() -> list[str]:
     """The cheapest command that proves a host answers (and that its host key was accepted)."""
     return ["true"]

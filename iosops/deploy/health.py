@@ -6,6 +6,7 @@ import json
 from typing import Any, Callable, Optional
 
 from ..commands import docker as d
+from ..commands import python as py
 from .. import wait
 from ..errors import OperationFailed
 from ..runner import Runner, error_line
@@ -66,7 +67,7 @@ def wait_service_healthy(t: Target, service: str, timeout: float, want: int = 1)
 
 
 def exec_json(t: Target, cid: str, code: str, *args: str) -> Any:
-    r = t.runner.run(d.exec_(cid, ["python3", "-c", code, *args]), check=False)
+    r = t.runner.run(d.exec_(cid, py.script(code, *args)), check=False)
     if r.dry_run:
         return None
     if r.rc != 0:

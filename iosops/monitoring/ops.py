@@ -95,8 +95,8 @@ def ensure_backup_role(env: Env, runner: Runner) -> None:
     for this command, never on a command line."""
     script = ('umask 077; cat > "$BACKUP_PASSWORD_FILE"; rc=0; pg-ensure-backup-role || rc=$?; '
               'rm -f "$BACKUP_PASSWORD_FILE"; exit $rc')
-    argv = [d.DOCKER, "exec", "-i", "--env", f"BACKUP_PASSWORD_FILE={PASSWORD_IN_CONTAINER}",
-            stack_names(env)["postgres"], "sh", "-c", script]
+    argv = d.exec_input(stack_names(env)["postgres"], ["sh", "-c", script],
+                        env={"BACKUP_PASSWORD_FILE": PASSWORD_IN_CONTAINER})
     runner.run(argv, input=env.secret("backup_password").get())
 
 
