@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping, NewType, Optional, Sequence, Union
 
+from .commands import host as hc
 from .errors import IosopsError, OperationFailed
 from .secrets import Secret, redact
 
@@ -166,12 +167,9 @@ def _say_stderr(line: str) -> None:
 
 
 # The command a file operation sends to an SSH host: write atomically (temp file + rename), like locally.
-PUT_SCRIPT = ('set -e; mkdir -p "$(dirname "$1")"; t=$(mktemp "$1.XXXXXX"); cat > "$t"; '
-              'chmod "$2" "$t"; mv -f "$t" "$1"')
-
-
 def put_argv(path: PurePath, mode: int) -> list[str]:
-    return ["sh", "-c", PUT_SCRIPT, "put", str(path), f"{mode:o}"]
+    """How a write reaches an SSH host: the one atomic-put builder (commands/host.py)."""
+    return hc.put(str(path), mode)
 
 
 Executor = Callable[[Action], Optional[Result]]

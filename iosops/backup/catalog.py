@@ -79,7 +79,7 @@ def verify_artifact(env: Env, runner: Runner, store, art: mf.Artifact, work: Pat
     if art.kind == "logical-dump":
         f = work / "dump.pgc"
         download(env, runner, store, art, stdout_path=f)
-        runner.run([f"{bindir}/pg_restore", "--list", str(f)])
+        runner.run(pg.restore_list(bindir, str(f)))
         return "sha256 ok, pg_restore --list ok"
     if art.kind == "rdb":
         f = work / "dump.rdb"

@@ -20,10 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import wait
 from ..commands import compose as cc
 from ..commands import docker as d
+from ..commands import pg
+from ..commands import python as py
 from ..config import Env, load_env
-from ..errors import OperationFailed
 from ..ports import free_port
 from ..runner import Runner
 from . import manifest as mf
@@ -189,8 +191,7 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
                     f"(https://127.0.0.1:{https})", bg.deploy, denv, runner, image)
 
         phase("load dataset")
-        runner.run(cc.exec_(t.base(), "postgres", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql",
-                                                   "-U", denv.cfg.stack.postgres_user, "-d", denv.cfg.stack.postgres_db]),
+        runner.run(cc.exec_(t.base(), "postgres", pg.psql_socket(denv.cfg.stack.postgres_user, denv.cfg.stack.postgres_db)),
                    input=DATASET_SQL.format(rows=spec["rows"]) + "VACUUM (ANALYZE) drill_orders;\n", timeout=3600)
         _load_redis(runner, t, spec["keys"])
         rep.dataset = {"rows": spec["rows"], "redis_keys": spec["keys"]}
@@ -280,9 +281,7 @@ def _write_for(writer: "ApiWriter", seconds: float) -> None:
 
 
 def _psql(runner: Runner, t, env: Env, sql: str) -> str:
-    return runner.probe(cc.exec_(t.base(), "postgres", ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h",
-                                                      "/run/postgresql", "-U", env.cfg.stack.postgres_user, "-d",
-                                                      env.cfg.stack.postgres_db, "-c", sql])).stdout.strip()
+    return runner.probe(cc.exec_(t.base(), "postgres", pg.psql_socket(env.cfg.stack.postgres_user, env.cfg.stack.postgres_db, sql))).stdout.strip()
 
 
 def _default_image(env: Env, runner: Runner) -> str:
@@ -309,7 +308,7 @@ print(n)
 
 
 def _load_redis(runner: Runner, t, keys: int) -> None:
-    runner.run(cc.exec_(t.base(), "api-blue", ["python3", "-c", LOAD_REDIS, str(keys)]), timeout=600)
+    runner.run(cc.exec_(t.base(), "api-blue", py.script(LOAD_REDIS, str(keys))), timeout=600)
 
 
 def _ready_now(port: int) -> bool:
@@ -327,12 +326,7 @@ def _ready_now(port: int) -> bool:
 
 def _wait_ready_tls(runner: Runner, port: int, timeout: float) -> None:
     def poll() -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _ready_now(port):
-                return
-            time.sleep(0.1)
-        raise OperationFailed(f"https://127.0.0.1:{port}/ready did not answer 200 within {timeout:.0f}s")
+        wait.ready(f"https://127.0.0.1:{port}/ready to answer 200", lambda: _ready_now(port), timeout=timeout)
 
     runner.call(f"wait until GET https://127.0.0.1:{port}/ready answers 200 through nginx", poll)
 

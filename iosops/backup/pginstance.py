@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .. import wait
 from ..commands import pg
 from ..errors import OperationFailed
 from ..runner import Runner
@@ -76,8 +76,8 @@ class PgInstance:
             with open(self.data_dir / "postgresql.conf", "a") as fh:
                 fh.write(conf)
         self.start(runner)
-        runner.run(pg.as_user(self.os_user, [f"{self.bin_dir}/createdb", "-h", str(self.socket_dir), "-p",
-                                             str(self.port), "-U", self.user, self.dbname]))
+        runner.run(pg.as_user(self.os_user, pg.createdb(self.bin_dir, str(self.socket_dir), self.port, self.user,
+                                                        self.dbname)))
 
     def log_tail(self, n: int = 3) -> str:
         p = Path(self.log)
@@ -121,25 +121,25 @@ class PgInstance:
         return r.rc == 0
 
     def sql(self, runner: Runner, sql: str, mutating: bool = True) -> str:
-        argv = [f"{self.bin_dir}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                "-p", str(self.port), "-U", self.user, "-d", self.dbname, "-c", sql]
+        argv = pg.psql(self.bin_dir, str(self.socket_dir), self.port, self.user, self.dbname, sql)
         return runner.run(pg.as_user(self.os_user, argv), mutating=mutating).stdout.strip()
 
     def wait_promoted(self, runner: Runner, timeout: float = 300) -> None:
+        what = f"the restored cluster in {self.data_dir} to finish recovery and promote"
+
+        def check() -> tuple[bool, str]:
+            try:
+                return self.sql(runner, "SELECT pg_is_in_recovery()", mutating=False) == "f", "still in recovery"
+            except OperationFailed as exc:
+                if not self.running(runner):  # it stopped: waiting longer will not help
+                    raise OperationFailed(f"gave up waiting for {what}: the server stopped ({exc})") from None
+                return False, str(exc)
+
         def poll() -> None:
-            deadline = time.monotonic() + timeout
-            last = ""
-            while time.monotonic() < deadline:
-                try:
-                    if self.sql(runner, "SELECT pg_is_in_recovery()", mutating=False) == "f":
-                        return
-                except OperationFailed as exc:
-                    last = str(exc)
-                    if not self.running(runner):
-                        break
-                time.sleep(0.1)
-            tail = Path(self.log).read_text().strip().splitlines()[-3:] if Path(self.log).exists() else []
-            raise OperationFailed(f"restored cluster did not finish recovery within {timeout:.0f}s "
-                                  f"({last or 'still in recovery'}); log: {' | '.join(tail)}")
+            try:
+                wait.until(what, check, timeout=timeout)
+            except OperationFailed as exc:
+                tail = Path(self.log).read_text().strip().splitlines()[-3:] if Path(self.log).exists() else []
+                raise OperationFailed(f"{exc}; log: {' | '.join(tail)}") from None
 
         runner.call(f"wait until the cluster in {self.data_dir} has recovered and promoted", poll)

@@ -1,12 +1,12 @@
 """A Redis server this tool manages on the host (drills, local restores)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import OperationFailed
+from .. import wait
+from ..commands import redis as rc
 from ..runner import Runner
 
 
@@ -24,32 +24,29 @@ class RedisInstance:
         until it answers PING (a server still loading its RDB answers LOADING, not PONG)."""
         if not runner.dry_run:
             self.dir.mkdir(parents=True, exist_ok=True)
-        runner.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                    "--dbfilename", "dump.rdb", "--daemonize", "yes", "--pidfile", str(self.dir / "redis.pid"),
-                    "--logfile", str(self.dir / "redis.log"), "--save", "", "--appendonly", "no", *extra])
+        runner.run(rc.server_loader(self.port, str(self.dir), extra))
         self.wait(runner, timeout)
 
     def wait(self, runner: Runner, timeout: float = 30) -> None:
+        def check() -> tuple[bool, str]:
+            r = runner.run(rc.local_cli(self.port, "PING"), mutating=False, check=False)
+            return r.stdout.strip() == "PONG", (r.stdout or r.stderr).strip()
+
         def poll() -> None:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                r = runner.run(["redis-cli", "-p", str(self.port), "PING"], mutating=False, check=False)
-                if r.stdout.strip() == "PONG":
-                    return
-                time.sleep(0.1)
-            raise OperationFailed(f"redis on port {self.port} did not answer PING within {timeout:.0f}s")
+            wait.until(f"redis on port {self.port} to answer PING", check, timeout=timeout)
 
         runner.call(f"wait until redis on 127.0.0.1:{self.port} answers PING", poll)
 
     def stop(self, runner: Runner) -> None:
         """SHUTDOWN NOSAVE: the RDB on disk is what a restore just put there, keep it."""
-        runner.run(["redis-cli", "-p", str(self.port), "SHUTDOWN", "NOSAVE"], check=False)
+        runner.run(rc.local_cli(self.port, "SHUTDOWN", "NOSAVE"), check=False)
 
         def gone() -> None:
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                if runner.run(["redis-cli", "-p", str(self.port), "PING"], mutating=False, check=False).rc != 0:
-                    return
-                time.sleep(0.1)
+            try:
+                wait.ready(f"redis on port {self.port} to stop",
+                           lambda: runner.run(rc.local_cli(self.port, "PING"), mutating=False,
+                                              check=False).rc != 0, timeout=15)
+            except wait.WaitTimeout:
+                pass  # as before: a server slow to exit is not worth failing the restore over
 
         runner.call(f"wait until redis on port {self.port} is down", gone)

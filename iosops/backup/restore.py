@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..commands import compress as cz
+from ..commands import host as hc
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
 from ..runner import Runner
@@ -133,14 +134,14 @@ def extract_base(env: Env, runner: Runner, store, plan: RestorePlan, inst: PgIns
         done.set()
         if flusher:
             flusher.join()
-    runner.run(["sync", "-f", str(dest)])
+    runner.run(hc.sync_fs(str(dest)))
 
 
 def _flush_until(path: Path, done, every: float = 1.0) -> None:
     import subprocess  # nosec B404 - only `sync -f <dir>` below, fixed argv, no shell
 
     while not done.wait(every):
-        subprocess.run(["sync", "-f", str(path)], check=False)  # nosec B603 B607: fixed argv, flush only
+        subprocess.run(hc.sync_fs(str(path)), check=False)  # nosec B603 B607: fixed argv, flush only
 
 
 def spool_dir(inst: PgInstance) -> Path:

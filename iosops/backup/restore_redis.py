@@ -9,10 +9,10 @@ throwaway one on 127.0.0.1, i.e. to run on this host (backup.redis.host is 127.0
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
+from .. import wait
 from ..commands import redis as rc
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
@@ -49,18 +49,15 @@ def replicate_from(env: Env, runner: Runner, loader_port: int, timeout: float = 
     auth = redis_env(env)
     runner.run(rc.raw(r.host, r.port, "REPLICAOF", "127.0.0.1", str(loader_port), user=r.user), env=auth)
 
+    def resynced() -> tuple[bool, str]:
+        out = runner.run(rc.raw(r.host, r.port, "INFO", "replication", user=r.user), mutating=False, env=auth, check=False)
+        info = rc.parse_info(out.stdout)
+        done = info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0" \
+            and redis_info(env, runner).get("loading") == "0"
+        return done, f"master_link_status={info.get('master_link_status', '?')}"
+
     def synced() -> None:
-        deadline = time.monotonic() + timeout
-        info: dict = {}
-        while time.monotonic() < deadline:
-            out = runner.run(rc.raw(r.host, r.port, "INFO", "replication", user=r.user), mutating=False, env=auth, check=False)
-            info = rc.parse_info(out.stdout)
-            if info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0" \
-                    and redis_info(env, runner).get("loading") == "0":
-                return
-            time.sleep(0.1)
-        raise OperationFailed(f"redis on {r.host}:{r.port} did not finish its resync within {timeout:.0f}s "
-                              f"(master_link_status={info.get('master_link_status', '?')})")
+        wait.until(f"redis on {r.host}:{r.port} to finish its resync from the loader", resynced, timeout=timeout)
 
     try:
         runner.call(f"wait until redis {r.host}:{r.port} has resynced from the loader (it refuses writes meanwhile)",

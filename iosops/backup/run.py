@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from ..commands import host as hc
 from ..config import Env
 from ..errors import BadInput, IosopsError, OperationFailed
 from ..notify import Event, send
@@ -29,9 +30,9 @@ def parse_only(only: str, env: Env) -> list[str]:
 
 def tool_versions(runner: Runner, env: Env) -> dict[str, str]:
     out = {}
-    for name, argv in {"pg_basebackup": [f"{env.cfg.backup.postgres.bin_dir}/pg_basebackup", "--version"],
-                       "zstd": ["zstd", "--version"], "redis-cli": ["redis-cli", "--version"],
-                       "age": ["age", "--version"]}.items():
+    for name, argv in {"pg_basebackup": hc.version(f"{env.cfg.backup.postgres.bin_dir}/pg_basebackup"),
+                       "zstd": hc.version("zstd"), "redis-cli": hc.version("redis-cli"),
+                       "age": hc.version("age")}.items():
         r = runner.run(argv, mutating=False, check=False)
         out[name] = r.stdout.strip().splitlines()[0] if r.rc == 0 and r.stdout.strip() else "unavailable"
     return out

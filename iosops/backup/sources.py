@@ -4,9 +4,10 @@ Elasticsearch: a snapshot through the real REST API."""
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
+from .. import wait
+from ..commands import host as hc
 from ..commands import pg
 from ..commands import redis as rc
 from ..config import Env
@@ -77,15 +78,13 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
     before = redis_info(env, runner)
     runner.run(rc.raw(r.host, r.port, "BGSAVE", user=r.user), env=renv)
 
-    def wait() -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if rc.bgsave_done(before, redis_info(env, runner)):
-                return
-            time.sleep(0.1)
-        raise OperationFailed(f"redis BGSAVE did not finish within {timeout:.0f}s")
+    def bgsave_done() -> tuple[bool, str]:
+        now = redis_info(env, runner)
+        return rc.bgsave_done(before, now), (f"rdb_bgsave_in_progress:{now.get('rdb_bgsave_in_progress', '?')} "
+                                             f"rdb_saves:{now.get('rdb_saves', '?')}")
 
-    runner.call("wait until BGSAVE has finished (INFO persistence: rdb_bgsave_in_progress:0, rdb_saves grew)", wait)
+    runner.call("wait until BGSAVE has finished (INFO persistence: rdb_bgsave_in_progress:0, rdb_saves grew)",
+                lambda: wait.until("redis BGSAVE to finish", bgsave_done, timeout=timeout))
     fp = redis_fingerprint(env, runner)
     path = r.rdb_path
     if not path:
@@ -93,7 +92,7 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
         f = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dbfilename", user=r.user), mutating=False, env=renv).stdout.split()
         path = f"{d[1]}/{f[1]}" if len(d) > 1 and len(f) > 1 else "<dir>/<dbfilename>"
     runner.run(rc.check_rdb(path))  # reads only, but checks what BGSAVE wrote: planned, not run, in dry-run
-    art, _ = upload(env, runner, store, ["cat", path],
+    art, _ = upload(env, runner, store, hc.cat(path),
                     artifact_key(backup_id, "redis.rdb.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
                     component="redis", kind="rdb")
     return [art], fp, None
@@ -135,22 +134,24 @@ def backup_elasticsearch(env: Env, runner: Runner, store, backup_id: str, timeou
     if r.rc:
         raise OperationFailed(f"elasticsearch: starting snapshot {snap} failed (HTTP {r.rc}): {r.stdout[:200]}")
 
-    def wait() -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = runner.http("GET", f"{base}/_snapshot/{repo}/{snap}", mutating=False)
-            if got.rc:
-                raise OperationFailed(f"elasticsearch: snapshot status answered HTTP {got.rc}")
-            info = got.value.json()["snapshots"][0]
-            if info["state"] == "SUCCESS":
-                return info
-            if info["state"] in ("FAILED", "PARTIAL", "INCOMPATIBLE"):
-                raise OperationFailed(f"elasticsearch snapshot {snap} ended {info['state']}: "
-                                      f"{_json.dumps(info.get('failures', []))[:200]}")
-            time.sleep(0.5)
-        raise OperationFailed(f"elasticsearch snapshot {snap} did not finish within {timeout:.0f}s")
+    def snapshot_state() -> tuple[bool, dict]:
+        got = runner.http("GET", f"{base}/_snapshot/{repo}/{snap}", mutating=False)
+        if got.rc:
+            raise OperationFailed(f"elasticsearch: snapshot status answered HTTP {got.rc}")
+        info = got.value.json()["snapshots"][0]
+        if info["state"] in ("FAILED", "PARTIAL", "INCOMPATIBLE"):
+            raise OperationFailed(f"elasticsearch snapshot {snap} ended {info['state']}: "
+                                  f"{_json.dumps(info.get('failures', []))[:200]}")
+        return info["state"] == "SUCCESS", info
 
-    info = runner.call(f"wait until snapshot {repo}/{snap} is SUCCESS", wait).value or {}
+    def snapshot_done() -> dict:
+        try:
+            return wait.until(f"elasticsearch snapshot {snap} to reach SUCCESS", snapshot_state, timeout=timeout,
+                              interval=0.5)
+        except wait.WaitTimeout as exc:  # the last observation is the whole snapshot record: name its state
+            raise wait.WaitTimeout(exc.what, timeout, f"state {(exc.last or {}).get('state', '?')}") from None
+
+    info = runner.call(f"wait until snapshot {repo}/{snap} is SUCCESS", snapshot_done).value or {}
     art = Artifact(component="elasticsearch", kind="snapshot", key=f"es-snapshot://{repo}/{snap}", compression=None,
                    size=0, sha256="")
     fp["snapshot"] = {"repository": repo, "snapshot": snap, "uuid": info.get("uuid", ""),

@@ -14,6 +14,8 @@ from typing import Any, Optional
 import yaml
 
 from ..commands import compose as cc
+from ..commands import host as hc
+from ..commands import python as py
 from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner
@@ -95,7 +97,7 @@ def secret_values(env: Env) -> dict[str, str]:
 def write_ops_files(t, env: Env) -> None:
     """ops/<env>.yaml and the backup secrets into the stack's project directory (deploy and every
     backup task call it, so the containers always run with the env's current settings)."""
-    t.runner.run(["mkdir", "-p", str(t.dir / "ops"), str(t.dir / "secrets")])
+    t.runner.run(hc.mkdir_p(str(t.dir / "ops"), str(t.dir / "secrets")))
     text = "# written by inv deploy / inv backup: the env as the ops containers see it; no secret values\n" + \
         yaml.safe_dump(ops_config(env), sort_keys=True)
     t.put(f"ops/{env.name}.yaml", text, 0o644)
@@ -128,16 +130,15 @@ def prepare_host(t, env: Env) -> None:
     write_ops_files(t, env)
     d = store_dir(env)
     if d:
-        t.runner.run(["mkdir", "-p", d])
-        t.runner.run(["chown", "999:999", d])  # the ops containers run as the PostgreSQL image's uid
+        t.runner.run(hc.mkdir_p(d))
+        t.runner.run(hc.chown("999:999", d))  # the ops containers run as the PostgreSQL image's uid
 
 
 def run_ops(t, env: Env, action: str, *args: str, mutating: bool = True) -> dict:
     """One run of the engine in the ops container; its JSON answer (last stdout line). The container's
     exit code is the task's: 2 bad input, 1 failed (its last `error:` line says why). mutating=False: the
     run only reads (it also runs in a dry-run and answers with its own plan)."""
-    argv = cc.run_once(t.base(), "ops", ["python3", "-m", "iosops.backup.stackops", action, "--env", env.name,
-                                         *args])
+    argv = cc.run_once(t.base(), "ops", py.stackops(action, env.name, *args))
     r = t.runner.run(argv, mutating=mutating, check=False, stream=True)
     if r.dry_run:
         return {}

@@ -87,6 +87,11 @@ def exec_(name: str, argv: Sequence[str], user: Optional[str] = None) -> list[st
     return [DOCKER, "exec", *(["--user", user] if user else []), name, *argv]
 
 
+def logs_since(name: str, since: float) -> list[str]:
+    """The container's log from `since` (epoch seconds, millisecond resolution) on."""
+    return [DOCKER, "logs", "--since", f"{since:.3f}", name]
+
+
 def logs_tail(name: str, n: int = 30) -> list[str]:
     return [DOCKER, "logs", "--tail", str(n), name]
 
@@ -127,6 +132,13 @@ def logs_merged(containers: Sequence[tuple[str, str]], since: str = "", tail: st
     `containers` are (name, id) pairs. Ends when every log ends (or never, with follow)."""
     pairs = [x for name, cid in containers for x in (name, cid)]
     return ["sh", "-c", LOGS_SCRIPT, "logs", DOCKER, since, tail, "1" if follow else "0", *pairs]
+
+
+def exec_input(name: str, argv: Sequence[str], env: Optional[Mapping[str, str]] = None) -> list[str]:
+    """`docker exec -i`: the runner's input on the command's stdin; `env` values are set in argv, so they
+    must never be secrets (name a file the secret is written to instead)."""
+    flags = [f for k, v in (env or {}).items() for f in ("--env", f"{k}={v}")]
+    return [DOCKER, "exec", "-i", *flags, name, *argv]
 
 
 def exec_attached(name: str, argv: Sequence[str], tty: bool = False, env: Sequence[str] = ()) -> list[str]:

@@ -17,6 +17,14 @@ def psql(bin_dir: str, host: str, port: int, user: str, dbname: str, sql: str) -
             "-d", dbname, "-c", sql]
 
 
+def psql_socket(user: str, dbname: str, sql: Optional[str] = None) -> list[str]:
+    """psql over the server's Unix socket, inside its container (peer/trust auth, no password). With `sql`:
+    that one query, unaligned tuples only (the value on stdout); without: a script on stdin."""
+    query = ["-A", "-t"] if sql is not None else []
+    return ["psql", "-X", "-q", *query, "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", user, "-d", dbname,
+            *(["-c", sql] if sql is not None else [])]
+
+
 def basebackup_to_stdout(bin_dir: str, host: str, port: int, user: str) -> list[str]:
     """A tar of the whole cluster on stdout, with the WAL needed to make it consistent (-X fetch) and a
     backup_manifest with CRC32C file checksums (the default: pg_verifybackup's check against accidental
@@ -24,6 +32,15 @@ def basebackup_to_stdout(bin_dir: str, host: str, port: int, user: str) -> list[
     tamper check); -v prints the start/stop LSN and timeline on stderr."""
     return [_bin(bin_dir, "pg_basebackup"), *conn_args(host, port, user), "-D", "-", "-F", "tar", "-X", "fetch",
             "-c", "fast", "-v", "-l", "iosops"]
+
+
+def createdb(bin_dir: str, host: str, port: int, user: str, dbname: str) -> list[str]:
+    return [_bin(bin_dir, "createdb"), "-h", host, "-p", str(port), "-U", user, dbname]
+
+
+def restore_list(bin_dir: str, dump: str) -> list[str]:
+    """`pg_restore --list`: reads a custom-format dump's table of contents (fails on a damaged one)."""
+    return [_bin(bin_dir, "pg_restore"), "--list", dump]
 
 
 def verifybackup(bin_dir: str, directory: str) -> list[str]:

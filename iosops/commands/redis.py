@@ -1,7 +1,7 @@
 """redis-cli / redis-check-rdb argv builders. Passwords go through REDISCLI_AUTH, never argv."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..errors import OperationFailed
 
@@ -17,6 +17,24 @@ def cli(host: str, port: int, *args: str, user: str = "") -> list[str]:
 
 def raw(host: str, port: int, *args: str, user: str = "") -> list[str]:
     return ["redis-cli", "-h", host, "-p", str(port), *_user(user), "--raw", *args]
+
+
+def default_cli(*args: str) -> list[str]:
+    """redis-cli with its defaults (127.0.0.1:6379, no user): inside the server's own container or pod."""
+    return ["redis-cli", *args]
+
+
+def local_cli(port: int, *args: str) -> list[str]:
+    """redis-cli to a server of our own on 127.0.0.1 (a restore's loader: no ACL user, no password)."""
+    return ["redis-cli", "-p", str(port), *args]
+
+
+def server_loader(port: int, directory: str, extra: Sequence[str] = ()) -> list[str]:
+    """A daemonized redis-server on 127.0.0.1 that loads `directory`/dump.rdb if present and persists
+    nothing of its own (pid and log files in the same directory)."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
+            "--dbfilename", "dump.rdb", "--daemonize", "yes", "--pidfile", f"{directory}/redis.pid",
+            "--logfile", f"{directory}/redis.log", "--save", "", "--appendonly", "no", *extra]
 
 
 def check_rdb(path: str) -> list[str]:

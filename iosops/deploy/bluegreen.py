@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from ..backup.stack import BACKUP_ROLE, ensure_backup_role
 from ..commands import compose as cc
+from ..commands import python as py
 from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..notify import Tracker, tag_of, tracked
@@ -178,7 +179,7 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
         # Migrations once, against the one database, before any new code serves; as the schema's owner,
         # whose password is mounted into this one-off container only (the serving API never has it).
         t0 = web[0]
-        mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", ["python3", "-c", MIGRATE],
+        mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", py.script(MIGRATE),
                                         env={"ALLOW_DESTRUCTIVE": "1" if allow_destructive else "0", **MIGRATE_ENV},
                                         volumes=[migrate_secret_mount(t0)]))
         outcome = json.loads(mig.stdout.strip().splitlines()[-1]) if not mig.dry_run else {"pending": [], "applied": []}

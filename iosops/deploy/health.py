@@ -3,10 +3,11 @@ inside each container so they need no published port."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Callable, Optional
 
 from ..commands import docker as d
+from ..commands import python as py
+from .. import wait
 from ..errors import OperationFailed
 from ..runner import Runner, error_line
 from .target import Target
@@ -36,21 +37,17 @@ def all_healthy(t: Target, services: list[str]) -> bool:
 
 
 # -- waiting and checking ------------------------------------------------------------------------------
-def poll(runner: Runner, text: str, fn: Callable[[], Optional[str]], timeout: float, interval: float = 0.5) -> None:
-    """Call fn until it returns None (done) or the timeout passes (OperationFailed with its last word)."""
-    def loop() -> None:
-        deadline = time.monotonic() + timeout
-        last = "?"
-        while time.monotonic() < deadline:
-            res = fn()
-            if res is None:
-                return
-            last = res
-            if res.startswith("fatal:"):
-                break
-            time.sleep(interval)
-        raise OperationFailed(f"{text}: {last}")
-    runner.call(f"{text} (timeout {timeout:.0f}s)", loop)
+def poll(runner: Runner, what: str, fn: Callable[[], Optional[str]], timeout: float, interval: float = 0.5) -> None:
+    """Call fn until it returns None (done) or the timeout passes (wait.WaitTimeout naming `what` and fn's
+    last word). A word starting "fatal:" ends the wait at once: it will not get better."""
+    def check() -> tuple[bool, Optional[str]]:
+        res = fn()
+        if res is not None and res.startswith("fatal:"):
+            raise OperationFailed(f"gave up waiting for {what}: {res}")
+        return res is None, res
+
+    runner.call(f"wait for {what} (timeout {timeout:.0f}s)",
+                lambda: wait.until(what, check, timeout=timeout, interval=interval))
 
 
 def wait_service_healthy(t: Target, service: str, timeout: float, want: int = 1) -> list[str]:
@@ -65,12 +62,12 @@ def wait_service_healthy(t: Target, service: str, timeout: float, want: int = 1)
             if st != "healthy":
                 return f"container {cid[:12]} of {service} is {st or 'starting'}"
         return None
-    poll(t.runner, f"[{t.name}] {service} not healthy", check, timeout)
+    poll(t.runner, f"[{t.name}] {service} to be healthy", check, timeout)
     return t.containers(service)
 
 
 def exec_json(t: Target, cid: str, code: str, *args: str) -> Any:
-    r = t.runner.run(d.exec_(cid, ["python3", "-c", code, *args]), check=False)
+    r = t.runner.run(d.exec_(cid, py.script(code, *args)), check=False)
     if r.dry_run:
         return None
     if r.rc != 0:
@@ -87,8 +84,8 @@ def wait_ready(t: Target, service: str, timeout: float, ready_timeout: Optional[
     for cid in ids:
         def check(cid: str = cid) -> Optional[str]:
             got = exec_json(t, cid, SMOKE, "/ready")
-            return None if got is None or got.get("/ready") == 200 else f"GET /ready -> {got.get('/ready')}"
-        poll(t.runner, f"[{t.name}] {service} replica {cid[:12]} not ready", check, timeout)
+            return None if got is None or got.get("/ready") == 200 else f"not ready (GET /ready -> {got.get('/ready')})"
+        poll(t.runner, f"[{t.name}] {service} replica {cid[:12]} to answer GET /ready 200", check, timeout)
     return ids
 
 

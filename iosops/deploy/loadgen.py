@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .. import wait
+
 
 TEST_HOSTS = ipaddress.ip_network("10.213.0.0/16")  # tests/netns_hosts.py SUBNET_PREFIX
 
@@ -113,9 +115,10 @@ class Load:
         return self
 
     def wait_sent(self, n: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.result.sent < n and time.monotonic() < deadline:
-            time.sleep(0.05)
+        try:
+            wait.ready(f"{n} requests sent", lambda: self.result.sent >= n, timeout=timeout, interval=0.05)
+        except wait.WaitTimeout:
+            pass  # the caller reads result.sent: fewer than n is its answer
 
     def stop(self) -> LoadResult:
         self._stop.set()

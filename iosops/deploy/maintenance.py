@@ -8,6 +8,7 @@ main config includes `conf.d/maintenance*.conf` inside the TLS server block; a s
 from __future__ import annotations
 
 from ..commands import docker as d
+from ..commands import nginx as nc
 from ..config import Env
 from ..errors import OperationFailed
 from . import nginx as ng
@@ -33,13 +34,13 @@ def set_mode(t, env: Env, on: bool, reason: str = "a restore is running") -> boo
         return False
     previous = t.read(REL)
     t.put(REL, rule(reason) if on else "")
-    test = t.runner.run(d.exec_(cid or "nginx", ["nginx", "-t", "-q", "-c", ng.CONF]), check=False)
+    test = t.runner.run(d.exec_(cid or "nginx", nc.test_config(ng.CONF)), check=False)
     if test.rc != 0:
         t.put(REL, previous or "")
         why = (test.stderr or test.stdout).strip().splitlines()
         raise OperationFailed(f"[{t.name}] nginx -t rejected maintenance mode ({why[-1] if why else 'no output'}); "
                               "put the previous file back, nginx was NOT reloaded")
-    t.runner.run(d.exec_(cid or "nginx", ["nginx", "-c", ng.CONF, "-s", "reload"]))
+    t.runner.run(d.exec_(cid or "nginx", nc.reload(ng.CONF)))
     drain(t)  # old workers answer with the old rule until they finish: wait for them
     t.runner.info(f"[{t.name}] maintenance {'on: nginx answers 503 + Retry-After' if on else 'off'}")
     return True

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..commands import host as hc
 from ..config import Env
 from ..errors import BadInput
 from .target import Target, tls_paths
@@ -98,8 +99,8 @@ def write_stack_files(t: Target, images: dict[str, str], ops_image: str = "") ->
 
     env = t.env
     compose_text = env.path(env.cfg.deploy.compose_file).read_text()
-    t.runner.run(["mkdir", "-p", str(t.dir / "nginx" / "conf.d"), str(t.dir / "secrets")])
-    t.runner.run(["chmod", "700", str(t.dir / "secrets")])
+    t.runner.run(hc.mkdir_p(str(t.dir / "nginx" / "conf.d"), str(t.dir / "secrets")))
+    t.runner.run(hc.chmod(0o700, str(t.dir / "secrets")))
     t.put("compose.yml", compose_text)
     if env.cfg.stack.labels:
         t.put("compose.labels.yml", labels_override(env, compose_text))

@@ -12,13 +12,11 @@ from typing import Optional
 
 from ..commands import compose as cc
 from ..commands import docker as d
+from ..commands import nginx as nc
 from ..errors import OperationFailed
 from . import nginx as ng
 from .health import poll
 from .target import Target, edge_address
-
-WORKERS = "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | tr -s ' ' | sed 's/nginx: /\\nnginx: /g'"
-
 
 def nginx_id(t: Target) -> Optional[str]:
     ids = t.containers("nginx")
@@ -42,7 +40,7 @@ def switch(t: Target, colour: str) -> None:
     previous = {rel: t.read(rel) for rel in ("nginx/nginx.conf", "nginx/conf.d/upstream.conf")}
     t.put("nginx/nginx.conf", main)
     t.put("nginx/conf.d/upstream.conf", upstream)
-    test = t.runner.run(d.exec_(cid or "nginx", ["nginx", "-t", "-q", "-c", ng.CONF]), check=False)
+    test = t.runner.run(d.exec_(cid or "nginx", nc.test_config(ng.CONF)), check=False)
     if test.rc != 0:
         for rel, text in previous.items():
             if text is not None:
@@ -50,7 +48,7 @@ def switch(t: Target, colour: str) -> None:
         why = (test.stderr or test.stdout).strip().splitlines()
         raise OperationFailed(f"[{t.name}] nginx -t rejected the new config ({why[-1] if why else 'no output'}); "
                               f"the previous config was put back and nginx was NOT reloaded")
-    t.runner.run(d.exec_(cid or "nginx", ["nginx", "-c", ng.CONF, "-s", "reload"]))
+    t.runner.run(d.exec_(cid or "nginx", nc.reload(ng.CONF)))
 
 
 def drain(t: Target) -> None:
@@ -60,17 +58,17 @@ def drain(t: Target) -> None:
         return
 
     def check() -> Optional[str]:
-        r = t.runner.run(d.exec_(cid, ["sh", "-c", WORKERS]), mutating=False, check=False)
+        r = t.runner.run(d.exec_(cid, nc.processes()), mutating=False, check=False)
         n = ng.parse_shutting_down(r.stdout)
         return None if n == 0 or r.dry_run else f"{n} old worker(s) still draining"
-    poll(t.runner, f"[{t.name}] drain", check, t.env.cfg.deploy.drain_timeout_s, interval=0.2)
+    poll(t.runner, f"[{t.name}] old nginx workers to drain", check, t.env.cfg.deploy.drain_timeout_s, interval=0.2)
 
 
 def error_window(t: Target, colour: str, since: float) -> tuple[int, int]:
     cid = nginx_id(t)
     if cid is None or t.runner.dry_run:
         return 0, 0
-    r = t.runner.run([d.DOCKER, "logs", "--since", f"{since - 1:.3f}", cid], mutating=False, check=False)
+    r = t.runner.run(d.logs_since(cid, since - 1), mutating=False, check=False)
     return ng.error_rate(r.stdout.splitlines(), colour, since)
 
 

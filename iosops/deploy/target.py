@@ -10,6 +10,8 @@ from typing import Optional
 
 from ..commands import compose as cc
 from ..commands import docker as d
+from ..commands import host as hc
+from ..commands import tls as tc
 from ..config import Env, HostCfg
 from ..errors import BadInput, IosopsError
 from ..hosts.known_hosts import HostKeyRefused
@@ -61,7 +63,7 @@ class Target:
         self.runner.write_file(Path(path) if not self.remote else path, content, mode)
 
     def read(self, rel: str) -> Optional[str]:
-        r = self.runner.probe(["cat", str(self.path(rel))], check=False)
+        r = self.runner.probe(hc.cat(str(self.path(rel))), check=False)
         return r.stdout if r.rc == 0 else None
 
     # -- compose -------------------------------------------------------------------------------------
@@ -86,7 +88,7 @@ class Target:
         return r.stdout.split()
 
     def now(self) -> float:
-        r = self.runner.probe(["date", "+%s.%N"], check=False)
+        r = self.runner.probe(hc.now(), check=False)
         try:
             return float(r.stdout.strip())
         except ValueError:
@@ -133,7 +135,7 @@ def check_reachable(ts: list[Target]) -> None:
         if not t.remote or t.runner.dry_run:
             continue
         try:
-            t.runner.probe(["true"])
+            t.runner.probe(hc.reachable())
         except HostKeyRefused:  # unknown or changed host key: its own message
             raise
         except IosopsError as exc:
@@ -154,7 +156,7 @@ def check_ports(t: Target) -> None:
     dcfg, host = t.env.cfg.deploy, t.env.cfg.stack.publish_host
     for port in (dcfg.http_port, dcfg.https_port):
         if t.remote:
-            r = t.runner.probe(["sh", "-c", f"ss -Hltn 'sport = :{port}' | grep -q LISTEN"], check=False)
+            r = t.runner.probe(hc.port_listening(port), check=False)
             busy = r.rc == 0
         else:
             with socket.socket() as s:
@@ -181,20 +183,16 @@ def ensure_tls(t: Target) -> str:
     """Self-signed certificate when configured (local); then the certificate must exist and be valid."""
     tls = t.env.cfg.deploy.tls
     cert, key = tls_paths(t)
-    valid = ["openssl", "x509", "-noout", "-checkend", "86400", "-in", str(cert)]
-    state = t.runner.probe(valid, check=False)
+    state = t.runner.probe(tc.cert_valid_for(str(cert), 86400), check=False)
     if state.rc != 0 and tls.self_signed:
         name = t.env.cfg.deploy.server_name if t.env.cfg.deploy.server_name != "_" else "localhost"
-        t.runner.run(["mkdir", "-p", str(cert.parent)])
-        t.runner.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                      "-nodes", "-days", str(tls.self_signed_days), "-subj", f"/CN={name}",
-                      "-addext", f"subjectAltName=DNS:{name},DNS:localhost,IP:127.0.0.1",
-                      "-keyout", str(key), "-out", str(cert)])
-        t.runner.run(["chmod", "600", str(key)])
-        t.runner.run(["chmod", "644", str(cert)])  # nginx's master reads both as root
+        t.runner.run(hc.mkdir_p(str(cert.parent)))
+        t.runner.run(tc.self_signed(name, tls.self_signed_days, str(key), str(cert)))
+        t.runner.run(hc.chmod(0o600, str(key)))
+        t.runner.run(hc.chmod(0o644, str(cert)))  # nginx's master reads both as root
         return f"certificate: generated self-signed {cert} ({tls.self_signed_days} days)"
     if state.rc != 0:
-        exists = t.runner.probe(["test", "-r", str(cert)], check=False).rc == 0
+        exists = t.runner.probe(hc.readable(str(cert)), check=False).rc == 0
         why = "is expired or expires within a day" if exists else "is missing"
         raise BadInput(f"TLS certificate {cert} on {t.name} {why}; install a valid certificate at deploy.tls.cert "
                        f"(and its key at deploy.tls.key); deploy refused, nothing was changed")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from typing import Optional
 
+from ..commands import host as hc
 from ..config import Env, HostCfg
 from ..errors import BadInput, IosopsError
 from ..runner import RemoteRunner, Runner
@@ -41,7 +42,7 @@ def check_all_reachable(rs: list[RemoteRunner]) -> None:
         if r.dry_run:
             continue
         try:
-            r.run(["true"], mutating=False)
+            r.probe(hc.reachable())
         except HostKeyRefused:
             raise
         except IosopsError as exc:
@@ -53,8 +54,7 @@ def _sha(text: str) -> str:
 
 
 def put(r: RemoteRunner, path: str, content: str, mode: int) -> None:
-    r.run(["sh", "-c", 'set -e; mkdir -p "$(dirname "$1")"; t=$(mktemp "$1.XXXXXX"); cat > "$t"; '
-           'chmod "$2" "$t"; mv -f "$t" "$1"', "put", path, f"{mode:o}"], input=content)
+    r.run(hc.put(path, mode), input=content)
 
 
 def provision_host(env: Env, r: RemoteRunner, host: Optional[HostCfg] = None) -> HostOutcome:
@@ -63,67 +63,65 @@ def provision_host(env: Env, r: RemoteRunner, host: Optional[HostCfg] = None) ->
     user = h.deploy_user
 
     # packages
-    q = r.run(["dpkg-query", "-W", "-f=${Package} ${Status}\\n", *h.packages], mutating=False, check=False)
+    q = r.probe(hc.packages_status(h.packages), check=False)
     installed = {line.split()[0] for line in q.stdout.splitlines() if line.endswith("install ok installed")}
     missing = [p for p in h.packages if p not in installed]
     if missing:
-        r.run(["sh", "-c", "apt-get update -qq && apt-get install -y -qq --no-install-recommends \"$@\" >/dev/null",
-               "apt", *missing], env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
+        r.run(hc.apt_install(missing), env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
         out.changed.append(f"installed {' '.join(missing)}")
 
     # deploy user in the docker group
-    if r.run(["getent", "group", "docker"], mutating=False, check=False).rc != 0:
-        r.run(["groupadd", "--system", "docker"])
+    if r.probe(hc.group_exists("docker"), check=False).rc != 0:
+        r.run(hc.groupadd_system("docker"))
         out.changed.append("created group docker")
-    ident = r.run(["id", "-u", user], mutating=False, check=False)
+    ident = r.probe(hc.user_id(user), check=False)
     if ident.rc != 0:
-        r.run(["useradd", "--create-home", "--uid", str(h.deploy_uid), "--shell", "/bin/bash",
-               "--groups", "docker", user])
+        r.run(hc.useradd(user, h.deploy_uid, ["docker"]))
         out.changed.append(f"created user {user} (uid {h.deploy_uid}, group docker)")
     else:
-        groups = r.run(["id", "-nG", user], mutating=False).stdout.split()
+        groups = r.probe(hc.user_groups(user)).stdout.split()
         if "docker" not in groups:
-            r.run(["usermod", "--append", "--groups", "docker", user])
+            r.run(hc.usermod_append_groups(user, ["docker"]))
             out.changed.append(f"added {user} to group docker")
     if h.authorized_key_file:
         key = env.path(h.authorized_key_file).read_text().strip() + "\n"
         path = f"/home/{user}/.ssh/authorized_keys"
-        cur = r.run(["sh", "-c", f"stat -c '%a %U' {path} && sha256sum {path}"], mutating=False, check=False)
+        cur = r.probe(hc.stat_and_sha256("%a %U", path), check=False)
         if cur.stdout.split()[:3] != ["600", user, _sha(key)]:
-            r.run(["install", "-d", "-m", "700", "-o", user, "-g", user, f"/home/{user}/.ssh"])
+            r.run(hc.install_dir(f"/home/{user}/.ssh", 0o700, user))
             put(r, path, key, 0o600)
-            r.run(["chown", f"{user}:{user}", path])
+            r.run(hc.chown(f"{user}:{user}", path))
             out.changed.append(f"wrote {path}")
 
     # directories and modes
     for path, (mode, owner) in f.directories(env).items():
-        cur = r.run(["stat", "-c", "%a %U %G", path], mutating=False, check=False)
+        cur = r.probe(hc.stat("%a %U %G", path), check=False)
         want = f"{mode:o} {owner} {owner}"
         if cur.stdout.strip() != want:
-            r.run(["install", "-d", "-m", f"{mode:o}", "-o", owner, "-g", owner, path])
-            r.run(["chmod", f"{mode:o}", path])
+            r.run(hc.install_dir(path, mode, owner))
+            r.run(hc.chmod(mode, path))
             out.changed.append(f"directory {path} -> {want}")
 
     # managed files
     changed_files = set()
     for path, (content, mode) in f.managed(env, host).items():
-        cur = r.run(["sh", "-c", f"stat -c %a {path} && sha256sum {path}"], mutating=False, check=False)
+        cur = r.probe(hc.stat_and_sha256("%a", path), check=False)
         if cur.stdout.split()[:2] != [f"{mode:o}", _sha(content)]:
             put(r, path, content, mode)
             changed_files.add(path)
             out.changed.append(f"wrote {path}")
 
     # firewall loaded (our table only)
-    fw = r.run(["nft", "list", "table", "inet", "iosops"], mutating=False, check=False)
+    fw = r.probe(hc.nft_list_table("inet", "iosops"), check=False)
     if fw.rc != 0 or f.NFTABLES in changed_files:
-        r.run(["nft", "-f", f.NFTABLES])
+        r.run(hc.nft_load(f.NFTABLES))
         out.changed.append("loaded firewall table inet iosops")
 
     # kernel parameters
     if h.sysctl_live:
-        live = r.run(["sysctl", "-n", *h.sysctl], mutating=False, check=False).stdout.splitlines()
+        live = r.probe(hc.sysctl_values(h.sysctl), check=False).stdout.splitlines()
         if [v.split() for v in live] != [v.split() for v in h.sysctl.values()]:
-            r.run(["sysctl", "--load", f.SYSCTL])
+            r.run(hc.sysctl_load(f.SYSCTL))
             out.changed.append("applied sysctl values")
     else:
         out.notes.append("sysctl: persisted in the file only (hosts.sysctl_live is false: a container "
@@ -131,9 +129,9 @@ def provision_host(env: Env, r: RemoteRunner, host: Optional[HostCfg] = None) ->
 
     # the Docker engine
     if h.require_engine:
-        ok = r.run(["docker", "info", "--format", "{{.ServerVersion}}"], mutating=False, check=False)
+        ok = r.probe(hc.docker_server_version(), check=False)
         if ok.rc != 0 or f.DAEMON_JSON in changed_files:
-            r.run(["sh", "-c", "systemctl enable docker && systemctl restart docker"])
+            r.run(hc.docker_restart())
             out.changed.append("started the Docker engine")
     else:
         out.notes.append("docker engine: not started (hosts.require_engine is false: test host); CLI installed")

@@ -25,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from .. import wait
 from ..commands import kubectl as k
+from ..commands import redis as rc
 from ..config import Env, K8sCfg
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner, error_line
@@ -203,21 +205,26 @@ def run_job(env: Env, runner: Runner, cfg: K8sCfg, cron: dict, purpose: str, arg
                      timeout=deadline_s + POD_START_S)
     if runner.dry_run:
         return {"job": name, "dry_run": True}
-    give_up = time.monotonic() + deadline_s + 120
-    while True:
+
+    def finished() -> tuple[bool, Any]:
+        """Done: (state, why). Not yet: what its pod is doing."""
         state, why = parse_job_status(runner.run(k.get_json(ctx, ns, "job", [name], kc), mutating=False,
                                                  timeout=60).stdout)
         if state != "running":
-            break
+            return True, (state, why)
         pods = runner.run(k.get_selected_json(ctx, ns, "pod", f"job-name={name}", kc), mutating=False, timeout=60)
-        code, how = parse_pods(pods.stdout)
+        _, how = parse_pods(pods.stdout)
         if how.split(":")[0] in STUCK:  # it will never start: stop it now rather than at its deadline
             runner.run(k.delete_job(ctx, ns, name, 120, kc), check=False, timeout=180)
             raise JobFailed(f"Job {name} cannot start its container: {how}; the Job was deleted", None)
-        if time.monotonic() > give_up:
-            runner.run(k.delete_job(ctx, ns, name, 120, kc), check=False, timeout=180)
-            raise JobFailed(f"Job {name} did not finish within {deadline_s + 120}s; the Job was deleted", None)
-        sleep(POLL_S)
+        return False, how or "no pod yet"
+
+    try:
+        state, why = wait.until(f"Job {name} to finish", finished, timeout=deadline_s + 120, interval=POLL_S,
+                                sleep=sleep)
+    except wait.WaitTimeout as exc:
+        runner.run(k.delete_job(ctx, ns, name, 120, kc), check=False, timeout=180)
+        raise JobFailed(f"{exc}; the Job was deleted", None) from None
     result = parse_result(log.stdout)
     if state == "complete" and result is None:  # the follow may have been cut off: read the end once
         result = parse_result(runner.run(k.logs_tail(ctx, ns, name, 50, kc), mutating=False, check=False).stdout)
@@ -351,7 +358,7 @@ def restore(env: Env, runner: Runner, backup_id: str = "", to_time: str = "", la
         restored = True
         out["steps"].append(f"PostgreSQL restored ({target})")
         step = "flushing Redis (a cache of the old data)"
-        runner.run(k.exec_in(ctx, ns, f"statefulset/{REDIS_STS}", "redis", ["redis-cli", "FLUSHALL"], kc), timeout=120)
+        runner.run(k.exec_in(ctx, ns, f"statefulset/{REDIS_STS}", "redis", rc.default_cli("FLUSHALL"), kc), timeout=120)
         step = "scale up"
         scale_up(runner, cfg, sizes, down_order)
         scaled = []

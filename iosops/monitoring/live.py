@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .. import wait
 from ..config import Env, deep_merge, load_env
 from ..errors import OperationFailed
 from ..ports import free_port
@@ -149,13 +150,11 @@ def prom_query(prom_url: str, expr: str) -> tuple[int, str]:
 
 
 def _wait(what: str, fn, timeout: float, interval: float = 2.0):
-    """Poll fn() -> (done, value) until done or timeout; returns the last value either way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, value = fn()
-        if done or time.monotonic() >= deadline:
-            return done, value
-        time.sleep(interval)
+    """Poll fn() -> (done, value) until done or timeout; returns (done, the last value) either way."""
+    try:
+        return True, wait.until(what, fn, timeout=timeout, interval=interval)
+    except wait.WaitTimeout as exc:
+        return False, exc.last
 
 
 def wait_targets(report: LiveReport, prom_url: str, timeout: float) -> None:

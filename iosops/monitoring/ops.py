@@ -22,6 +22,7 @@ import yaml
 from ..backup.stack import prepare_host, run_ops
 from ..commands import compose as cc
 from ..commands import docker as d
+from ..commands import host as hc
 from ..config import Env
 from ..deploy.health import wait_service_healthy
 from ..deploy.stackfiles import labels_override, stack_env
@@ -74,8 +75,8 @@ class CheckProject(Target):
 def write_project(env: Env, runner: Runner, cdir: Path, ops_image: str) -> CheckProject:
     t = CheckProject(env, runner, PurePosixPath(project_dir(cdir)))
     compose_text = env.path(env.cfg.deploy.compose_file).read_text()
-    runner.run(["mkdir", "-p", str(t.dir / "secrets")])
-    runner.run(["chmod", "700", str(t.dir / "secrets")])
+    runner.run(hc.mkdir_p(str(t.dir / "secrets")))
+    runner.run(hc.chmod(0o700, str(t.dir / "secrets")))
     t.put("compose.yml", compose_text)
     if env.cfg.stack.labels:
         t.put("compose.labels.yml", labels_override(env, compose_text))
@@ -94,8 +95,8 @@ def ensure_backup_role(env: Env, runner: Runner) -> None:
     for this command, never on a command line."""
     script = ('umask 077; cat > "$BACKUP_PASSWORD_FILE"; rc=0; pg-ensure-backup-role || rc=$?; '
               'rm -f "$BACKUP_PASSWORD_FILE"; exit $rc')
-    argv = [d.DOCKER, "exec", "-i", "--env", f"BACKUP_PASSWORD_FILE={PASSWORD_IN_CONTAINER}",
-            stack_names(env)["postgres"], "sh", "-c", script]
+    argv = d.exec_input(stack_names(env)["postgres"], ["sh", "-c", script],
+                        env={"BACKUP_PASSWORD_FILE": PASSWORD_IN_CONTAINER})
     runner.run(argv, input=env.secret("backup_password").get())
 
 
