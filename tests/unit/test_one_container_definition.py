@@ -86,3 +86,25 @@ def test_monitoring_up_uses_the_compose_memory_limits():
     for key, svc in mstack.COMPOSE_SERVICES.items():
         assert str(COMPOSE["services"][svc]["mem_limit"]).endswith(mem[key] + "}") or \
             COMPOSE["services"][svc]["mem_limit"] == mem[key]
+
+
+def test_monitoring_up_plan_has_compose_memory_and_configured_retention(tmp_path):
+    """Dry-run of monitoring.up (probes answered by an executor): Prometheus runs with the compose file's
+    memory limit (1g, was 512m) and the env's retention, the values a deployed monitoring profile gets."""
+    from iosops.runner import Result
+
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")},
+                   overrides={"monitoring": {"retention_time": "3d"}})
+
+    def executor(argv, **kw):
+        if argv[1:3] == ["inspect", "--format"] and argv[3] == "{{.Id}}" and argv[4].endswith("-net"):
+            return Result(0, "netid\n")
+        return Result(1, "", "No such object")
+
+    runner = Runner(dry_run=True, executor=executor, say=lambda s: None)
+    mstack.up(env, runner)
+    prom = [p for p in runner.plan() if " run --detach " in p and "--name iosops-local-prometheus " in p]
+    assert len(prom) == 1 and "--memory 1g" in prom[0]
+    assert "--storage.tsdb.retention.time=3d" in prom[0] and "--storage.tsdb.retention.size=10GB" in prom[0]
+    am = [p for p in runner.plan() if "--name iosops-local-alertmanager " in p]
+    assert len(am) == 1 and "--memory 256m" in am[0]
