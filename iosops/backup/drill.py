@@ -204,13 +204,14 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
 
         phase("disaster")
         lost = ["postgres", "redis", "walstream"]
+        # The compose file's volumes by compose's own labels (looked up before the clock starts).
+        vols = [v for name in ("pgdata", "redisdata", "opsdata")
+                for v in runner.run(d.compose_volumes(t.project, name), mutating=False).stdout.split()]
         # Through the compose file's own services (SIGKILL: no clean shutdown, no last upload: the host is gone).
         runner.run(cc.kill(t.base(), lost))
         t_disaster = time.time()
         writer.stop_flag.set()  # its in-flight request fails or is acknowledged; either is recorded
         runner.run(cc.rm(t.base(), lost))
-        vols = [v for name in ("pgdata", "redisdata", "opsdata")
-                for v in runner.run(d.compose_volumes(t.project, name), mutating=False).stdout.split()]
         if vols:
             runner.run(d.rm_volumes(vols))
 
