@@ -208,12 +208,16 @@ def drill(env: Env, runner: Runner, size: str = "small", image: str = "") -> Dri
 
         phase("disaster")
         lost = ["postgres", "redis", "walstream"]
-        ids = [i for svc in lost for i in t.containers(svc)]
-        runner.run([d.DOCKER, "kill", *ids])  # no clean shutdown, no last upload: the host is gone
+        # The compose file's volumes by compose's own labels (looked up before the clock starts).
+        vols = [v for name in ("pgdata", "redisdata", "opsdata")
+                for v in runner.run(d.compose_volumes(t.project, name), mutating=False).stdout.split()]
+        # Through the compose file's own services (SIGKILL: no clean shutdown, no last upload: the host is gone).
+        runner.run(cc.kill(t.base(), lost))
         t_disaster = time.time()
         writer.stop_flag.set()  # its in-flight request fails or is acknowledged; either is recorded
         runner.run(cc.rm(t.base(), lost))
-        runner.run(d.rm_volumes([f"{denv.cfg.stack.name}_{v}" for v in ("pgdata", "redisdata", "opsdata")]))
+        if vols:
+            runner.run(d.rm_volumes(vols))
 
         restore_started = phase("restore").start  # `inv restore --latest` of the drill's env, into fresh volumes
         res = stack.restore(denv, runner, latest=True, safety=False)

@@ -49,6 +49,11 @@ def stop(base_argv: Sequence[str], services: Sequence[str], timeout: int = 30) -
     return [*base_argv, "stop", "--timeout", str(timeout), *services]
 
 
+def kill(base_argv: Sequence[str], services: Sequence[str], signal: str = "SIGKILL") -> list[str]:
+    """Kill the containers of `services` (no clean shutdown: the DR drill's lost host)."""
+    return [*base_argv, "kill", "-s", signal, *services]
+
+
 def rm(base_argv: Sequence[str], services: Sequence[str]) -> list[str]:
     return [*base_argv, "rm", "--force", "--stop", *services]
 

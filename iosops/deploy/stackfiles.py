@@ -37,6 +37,9 @@ def stack_env(env: Env, images: dict[str, str], t: Target, ops_image: str = "") 
         "PROMETHEUS_IMAGE": img.prometheus, "ALERTMANAGER_IMAGE": img.alertmanager,
         "POSTGRES_EXPORTER_IMAGE": img.postgres_exporter, "REDIS_EXPORTER_IMAGE": img.redis_exporter,
         "NODE_EXPORTER_IMAGE": img.node_exporter,
+        # The monitoring profile's Prometheus keeps what the env configures (monitoring.*), as monitoring.up does.
+        "PROMETHEUS_RETENTION_TIME": env.cfg.monitoring.retention_time,
+        "PROMETHEUS_RETENTION_SIZE": env.cfg.monitoring.retention_size,
         "POSTGRES_DB": s.postgres_db, "POSTGRES_USER": s.postgres_user, "API_WORKERS": str(s.api_workers),
         "ELASTICSEARCH_URL": s.elasticsearch_url, "PUBLISH_HOST": s.publish_host,
         "HTTP_PORT": str(dcfg.http_port), "HTTPS_PORT": str(dcfg.https_port), "TLS_DIR": str(cert.parent),
@@ -133,7 +136,7 @@ def write_stack_files(t: Target, images: dict[str, str], ops_image: str = "") ->
 def datastores_fingerprint(t: Target, images: dict[str, str]) -> str:
     """What decides the datastores' containers: the compose file, labels and every non-API setting."""
     env_lines = [l for l in stack_env(t.env, images, t).splitlines()
-                 if not l.startswith(("API_IMAGE_", "OPS_IMAGE="))]
+                 if not l.startswith(("API_IMAGE_", "OPS_IMAGE=", "PROMETHEUS_"))]
     text = "\n".join([t.env.path(t.env.cfg.deploy.compose_file).read_text(), json.dumps(t.env.cfg.stack.labels,
                       sort_keys=True), *env_lines, ",".join(t.env.cfg.deploy.profiles),
                       roles_override(t.env, t) if t.split else ""])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,10 +136,29 @@ def slack_secret(env: Env) -> tuple[Optional[Secret], str]:
                   f"(AlertmanagerNotificationsFailing); put a webhook URL in it to enable them")
 
 
+# The compose file's service of each container monitoring.up runs (issue #14: compose is to become their
+# only definition; until then their limits are read from it, not repeated here).
+COMPOSE_SERVICES = {"postgres_exporter": "postgres-exporter", "redis_exporter": "redis-exporter",
+                    "node_exporter": "node-exporter", "alertmanager": "alertmanager", "prometheus": "prometheus"}
+_INTERP = re.compile(r"^\$\{[A-Z0-9_]+:-([^}]*)\}$")
+
+
+def compose_memory(env: Env) -> dict[str, str]:
+    """mem_limit of each monitoring service in the env's compose file (`${VAR:-default}`: the default)."""
+    spec = yaml.safe_load(env.path(env.cfg.deploy.compose_file).read_text())["services"]
+    out = {}
+    for key, svc in COMPOSE_SERVICES.items():
+        raw = str(spec[svc]["mem_limit"])
+        m = _INTERP.match(raw)
+        out[key] = m.group(1) if m else raw
+    return out
+
+
 def services(env: Env, cdir: Path, fp: dict[str, str]) -> list[MonService]:
     s, img, n, sn = env.cfg.stack, env.cfg.images, names(env), stack_names(env)
     m, net = env.cfg.monitoring, sn["network"]
     lab = stack_labels(env)
+    mem = compose_memory(env)
 
     def labels_for(key: str) -> dict[str, str]:
         return {**lab, "iosops.config": fp.get(key, "")}
@@ -147,7 +167,7 @@ def services(env: Env, cdir: Path, fp: dict[str, str]) -> list[MonService]:
     return [
         MonService("postgres_exporter", n["postgres_exporter"], img.postgres_exporter, d.run_detached(
             n["postgres_exporter"], img.postgres_exporter, network=net, network_alias="postgres-exporter",
-            labels=labels_for("postgres_exporter"), memory="128m",
+            labels=labels_for("postgres_exporter"), memory=mem["postgres_exporter"],
             env={"DATA_SOURCE_URI": f"postgres:5432/{s.postgres_db}?sslmode=disable",
                  "DATA_SOURCE_USER": s.postgres_user},
             pass_env=["DATA_SOURCE_PASS"],
@@ -156,11 +176,11 @@ def services(env: Env, cdir: Path, fp: dict[str, str]) -> list[MonService]:
             secret_env={"DATA_SOURCE_PASS": password}),
         MonService("redis_exporter", n["redis_exporter"], img.redis_exporter, d.run_detached(
             n["redis_exporter"], img.redis_exporter, network=net, network_alias="redis-exporter",
-            labels=labels_for("redis_exporter"), memory="64m",
+            labels=labels_for("redis_exporter"), memory=mem["redis_exporter"],
             command=["-redis.addr=redis://redis:6379", "-web.listen-address=:9121"])),
         MonService("node_exporter", n["node_exporter"], img.node_exporter, d.run_detached(
             n["node_exporter"], img.node_exporter, network=net, network_alias="node-exporter",
-            labels=labels_for("node_exporter"), memory="64m",
+            labels=labels_for("node_exporter"), memory=mem["node_exporter"],
             # Host /proc and /sys only. Host filesystems would need `/` mounted into the container, which
             # pins other containers' network namespaces on the daemon (a network then cannot be removed);
             # real hosts run the prometheus-node-exporter package instead, with filesystem metrics.
@@ -171,7 +191,7 @@ def services(env: Env, cdir: Path, fp: dict[str, str]) -> list[MonService]:
                      "--collector.textfile.directory=/textfile", "--web.listen-address=:9100"])),
         MonService("alertmanager", n["alertmanager"], img.alertmanager, d.run_detached(
             n["alertmanager"], img.alertmanager, network=net, network_alias="alertmanager",
-            labels=labels_for("alertmanager"), memory="128m",
+            labels=labels_for("alertmanager"), memory=mem["alertmanager"],
             publish=[f"{s.publish_host}:{m.alertmanager_port}:9093"],
             volumes=[f"{cdir / 'alertmanager'}:/etc/prometheus:ro",
                      f"{cdir / 'secrets' / 'slack_webhook_url'}:{SLACK_IN_CONTAINER}:ro",
@@ -181,7 +201,7 @@ def services(env: Env, cdir: Path, fp: dict[str, str]) -> list[MonService]:
                      "--web.listen-address=0.0.0.0:9093"])),
         MonService("prometheus", n["prometheus"], img.prometheus, d.run_detached(
             n["prometheus"], img.prometheus, network=net, network_alias="prometheus",
-            labels=labels_for("prometheus"), memory="512m",
+            labels=labels_for("prometheus"), memory=mem["prometheus"],
             publish=[f"{s.publish_host}:{m.prometheus_port}:9090"],
             volumes=[f"{cdir / 'prometheus'}:/etc/prometheus:ro", f"{n['promdata']}:/prometheus"],
             command=["prometheus", "--config.file=/etc/prometheus/prometheus.yml",
