@@ -9,6 +9,8 @@ each conversion is listed in `Translation.notes`:
   resolves by DNS, so `ios-postgres:5432` and `ios-redis:6379` (the names the API and ops config use)
   reach them. podman has no StatefulSets and no Services.
 - Deployment -> kept, with `replicas: 1` (podman makes one pod per replica; no scheduler to spread them).
+- order: StatefulSets' pods first, then Deployments (podman starts pods in file order and never retries a
+  failed init container; the API's `migrate` init container waits for PostgreSQL, which must exist).
 - CronJob -> its job template's pod as a Pod `<name>-run` (restartPolicy as rendered), played on demand.
 - volumeClaimTemplates / persistentVolumeClaim -> a per-run host directory, owned as the kubelet leaves
   a fresh volume with `fsGroup` (root:fsGroup, g+rwx, setgid). A podman named volume would be
@@ -190,10 +192,11 @@ def translate(objects: list[dict], workdir: str, *, skip: Callable[[dict], str] 
     services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
     out.play += [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}, "data": cm.get("data") or {}}
                  for n, cm in sorted(configmaps.items())]
-    for o in objects:
+    order = {"StatefulSet": 0, "Deployment": 1, "CronJob": 2}
+    # Datastores first: podman starts pods in file order and runs init containers once, never retried as the
+    # kubelet does, so the API's migrate init container must find PostgreSQL's pod already started.
+    for o in sorted((o for o in objects if o["kind"] in order), key=lambda o: order[o["kind"]]):
         kind, name = o["kind"], o["metadata"]["name"]
-        if kind not in ("StatefulSet", "Deployment", "CronJob"):
-            continue
         why = skip(o)
         if why:
             out.skipped.append(f"{kind}/{name}: {why}")
@@ -214,6 +217,13 @@ def translate(objects: list[dict], workdir: str, *, skip: Callable[[dict], str] 
             if d["spec"].get("replicas", 1) != 1:
                 out.notes.append(f"Deployment/{name}: replicas {d['spec'].get('replicas')} -> 1")
             d["spec"]["replicas"] = 1
+            if o["spec"]["template"]["spec"].get("initContainers"):
+                # podman 4.3 removes a "once" init container right after starting it and fails when it is
+                # still running; "always" keeps it (it still runs to completion before the app containers).
+                tmeta = d["spec"]["template"].setdefault("metadata", {})
+                tmeta.setdefault("annotations", {})["io.podman.annotations.init.container.type"] = "always"
+                d["metadata"]["annotations"] = {"io.podman.annotations.init.container.type": "always"}
+                out.notes.append(f"Deployment/{name}: podman init container type 'always' (annotation)")
             d["spec"]["template"]["spec"] = _translate_pod(o["spec"]["template"]["spec"], f"{name}-pod-0", workdir,
                                                            configmaps, out)
             out.play.append(d)

@@ -81,7 +81,7 @@ class Run:
     pods: list[str] = field(default_factory=list)
 
     def containers(self) -> list[dict]:
-        return self.podman.json("ps", "--all", "--format", "json")
+        return self.podman.json("ps", "--all", "--pod", "--format", "json")
 
     def container(self, pod: str, name: str) -> dict:
         found = [c for c in self.containers() if c.get("PodName") == pod and not c.get("IsInfra")
