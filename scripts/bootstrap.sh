@@ -10,12 +10,14 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 # the archive keyring verify the Debian indexes `inv images.stale` reads; gpg signs a test archive),
 # the datastores and monitoring tools on loopback, sshd, a local registry, and compression/encryption.
 # nftables, logrotate and sudo: what `inv provision`/`inv verify-hosts` need on a host; the netns test
-# hosts (tests/netns_hosts.py) share this machine's /usr, so they must be installed here.
+# hosts (tests/netns_hosts.py) share this machine's /usr, so they must be installed here. podman (+ netavark,
+# aardvark-dns, catatonit for its pause image): the pod-spec run of the rendered overlays (tests/podspec).
 PACKAGES=(
   docker.io docker-compose debootstrap gpgv gpg debian-archive-keyring git curl ca-certificates make
   postgresql redis-server nginx openssh-server docker-registry nftables logrotate sudo
   prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter
   prometheus-node-exporter zstd pigz age python3-venv pgbackrest
+  podman netavark aardvark-dns catatonit
 )
 
 missing=()

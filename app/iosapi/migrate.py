@@ -39,11 +39,26 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return out
 
 
-def apply(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def connect(conninfo: str, wait_s: float = 0.0):
+    """A connection; for up to `wait_s` seconds a refused/failed connect is retried (a pod's init container
+    may start before PostgreSQL accepts connections)."""
+    import time
+
     import psycopg
 
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return psycopg.connect(conninfo, autocommit=True)
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(2)
+
+
+def apply(conninfo: str, directory: Path = MIGRATIONS_DIR, wait_s: float = 0.0) -> list[str]:
     applied_now = []
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, wait_s) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, name text NOT NULL,"
@@ -68,7 +83,7 @@ def apply(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
 def main() -> int:
     from .settings import load
 
-    applied = apply(load().pg_conninfo)
+    applied = apply(load().pg_conninfo, wait_s=float(os.environ.get("MIGRATE_CONNECT_WAIT_S", "0")))
     print(f"migrations applied: {', '.join(applied)}" if applied else "migrations: no change (schema up to date)")
     return 0
 

@@ -6,10 +6,10 @@ from invoke.exceptions import Exit
 
 # Fastest first, so `all` fails early: in-process (seconds), real programs, real services, whole flows, the
 # built container. A tier directory that another branch adds (tests/<name>/) joins `all` on its own.
-TIERS = ("unit", "tools", "integration", "e2e", "infra")
+TIERS = ("unit", "tools", "integration", "e2e", "infra", "podspec")
 TIER_HELP = ("unit (in-process only: pure functions, plans with a scripted executor; seconds), tools (real "
              "programs such as inv, hadolint, promtool, nginx -t, kustomize; no service), integration (real "
-             "services and Docker), e2e (whole flows), infra (the built container), or all (default: every tier)")
+             "services and Docker), e2e (whole flows), infra (the built container), podspec (the rendered staging overlay's pods under podman kube play), or all (default: every tier)")
 
 
 def tiers_present(root) -> tuple[str, ...]:

@@ -91,7 +91,7 @@ def test_monitoring_up_uses_the_compose_memory_limits():
 def test_monitoring_up_plan_has_compose_memory_and_configured_retention(tmp_path):
     """Dry-run of monitoring.up (probes answered by an executor): Prometheus runs with the compose file's
     memory limit (1g, was 512m) and the env's retention, the values a deployed monitoring profile gets."""
-    from iosops.runner import Result
+    from iosops.runner import Result, by_argv
 
     env = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")},
                    overrides={"monitoring": {"retention_time": "3d"}})
@@ -101,7 +101,7 @@ def test_monitoring_up_plan_has_compose_memory_and_configured_retention(tmp_path
             return Result(0, "netid\n")
         return Result(1, "", "No such object")
 
-    runner = Runner(dry_run=True, executor=executor, say=lambda s: None)
+    runner = Runner(dry_run=True, executor=by_argv(executor), say=lambda s: None)
     mstack.up(env, runner)
     prom = [p for p in runner.plan() if " run --detach " in p and "--name iosops-local-prometheus " in p]
     assert len(prom) == 1 and "--memory 1g" in prom[0]
