@@ -38,7 +38,7 @@ def listed() -> list[str]:
         for sub in coll["collections"]:
             walk(sub, f"{prefix}{sub['name']}.")
     walk(json.loads(proc.stdout), "")
-    return sorted(out)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def flags() -> dict[str, set[str]]:
 
 
 def test_the_collection_and_inv_list_agree(listed, flags):
-    assert sorted(flags) == listed
+    assert sorted(flags) == sorted(listed)
 
 
 # -- the task table -----------------------------------------------------------------------------------------------
@@ -246,4 +246,27 @@ def test_every_inv_command_in_the_docs_names_a_real_task_and_its_flags(doc, flag
             for f in used:
                 if f not in CORE_FLAGS and not any(f in flags[t] for t in matches):
                     problems.append(f"{written!r}: {task} takes no {f}")
+    assert not problems, f"{doc.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+# -- links between the docs ----------------------------------------------------------------------------------------
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+
+@pytest.mark.parametrize("doc", [README, *sorted(ROOT.glob("docs/*.md"))], ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_and_anchor_resolves(doc):
+    problems = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+        if re.match(r"^[a-z]+://", target):
+            continue
+        file, _, anchor = target.partition("#")
+        dest = (doc.parent / file).resolve() if file else doc
+        if not dest.exists():
+            problems.append(f"{target}: no such file")
+        elif anchor and (dest.is_dir() or anchor not in _anchors(dest)):
+            problems.append(f"{target}: no heading with that anchor in {dest.relative_to(ROOT)}")
     assert not problems, f"{doc.relative_to(ROOT)}:\n" + "\n".join(problems)
