@@ -240,7 +240,7 @@ def ensure_ops_image(ref: str) -> str:
     """--ops-image, or `inv build`'s image pair built from this checkout (layer cache: seconds)."""
     if ref:
         return ref
-    from iosops.build.image import build_image, resolve_tag
+    from iosops.images.image import build_image, resolve_tag
 
     env = load_env("local", environ={})
     tag = "bench-" + resolve_tag(env, QUIET)

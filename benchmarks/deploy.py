@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # Imports below waive E402: run as a script, they need ROOT on sys.path first.
-from iosops.build.image import build_image  # noqa: E402
-from iosops.build.offline import build_offline  # noqa: E402
+from iosops.images.image import build_image  # noqa: E402
+from iosops.images.offline import build_offline  # noqa: E402
 from iosops.config import load_env  # noqa: E402
 from iosops.deploy import bluegreen as bg  # noqa: E402
 from iosops.deploy.loadgen import Load  # noqa: E402

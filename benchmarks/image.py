@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 # Imports below waive E402: run as a script, they need ROOT on sys.path first.
 from iosops import dockerx  # noqa: E402
-from iosops.build.image import build_image  # noqa: E402
-from iosops.build.offline import build_offline  # noqa: E402
+from iosops.images.image import build_image  # noqa: E402
+from iosops.images.offline import build_offline  # noqa: E402
 from iosops.config import load_env  # noqa: E402
 from iosops.runner import Runner  # noqa: E402
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from . import REPO_ROOT
 from .errors import BadInput
-from .secrets import MASK, Secret, SecretRef
+from .secretref import MASK, Secret, SecretRef
 
 ENV_PREFIX = "IOSOPS_"
 NESTED = "__"

@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable, Optional
 
 from .errors import BadInput, OperationFailed
-from .secrets import redact
+from .secretref import redact
 
 _clients: dict[str, Any] = {}
 

@@ -26,7 +26,7 @@ from .config import Env
 from .errors import BadInput
 from .ops import current_run, who
 from .runner import Runner
-from .secrets import Secret, SecretRef, redact
+from .secretref import Secret, SecretRef, redact
 
 # (op, status) -> emoji, title, colour of the attachment bar
 STYLE = {

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Optional, Protocol, Union
 
 from .commands.lock import audit_line
 from .errors import IosopsError, LockHeld
-from .secrets import redact
+from .secretref import redact
 
 SECRET_WORDS = ("password", "secret", "token", "key")
 

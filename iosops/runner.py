@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, NewType, Optional, Sequence, Union
 
 from .commands import host as hc
 from .errors import IosopsError, OperationFailed
-from .secrets import Secret, redact
+from .secretref import Secret, redact
 
 Arg = Union[str, Secret]
 Env = Optional[Mapping[str, Union[str, Secret]]]

@@ -18,7 +18,7 @@ from ..errors import BadInput, OperationFailed
 from ..runner import Runner
 from . import manifest as mf
 from .artifacts import download
-from .notify import write_metrics
+from .metrics import write_metrics
 from .store import open_store
 from .wal import archived_segments
 

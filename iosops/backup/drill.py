@@ -289,7 +289,7 @@ def _psql(runner: Runner, t, env: Env, sql: str) -> str:
 
 
 def _default_image(env: Env, runner: Runner) -> str:
-    from ..build.image import build_image
+    from ..images.image import build_image
 
     return build_image(env, runner.quiet()).image
 

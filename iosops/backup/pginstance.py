@@ -12,7 +12,7 @@ from .. import wait
 from ..commands import pg
 from ..errors import OperationFailed
 from ..runner import Runner
-from ..secrets import Secret
+from ..secretref import Secret
 
 
 def conf_quote(value: str) -> str:

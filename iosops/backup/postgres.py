@@ -9,7 +9,7 @@ from ..commands import pg
 from ..config import Env, PostgresSource
 from ..errors import OperationFailed
 from ..runner import CommandFailed, Runner
-from ..secrets import Secret
+from ..secretref import Secret
 from .manifest import PostgresInfo
 
 START_RE = re.compile(r"write-ahead log start point: ([0-9A-F]+/[0-9A-F]+) on timeline (\d+)")

@@ -9,7 +9,7 @@ from ..errors import BadInput, IosopsError, OperationFailed
 from ..notify import Event, send
 from ..runner import Runner
 from . import manifest as mf
-from .notify import write_metrics
+from .metrics import write_metrics
 from .sources import SOURCES
 from .store import open_store
 

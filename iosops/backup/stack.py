@@ -19,7 +19,7 @@ from ..commands import python as py
 from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner
-from ..secrets import SecretRef
+from ..secretref import SecretRef
 
 SECRETS_DIR = "/run/secrets"
 PGVOL = "/pgvol"  # the PostgreSQL volume inside the ops container; PGDATA is its pgdata/ directory

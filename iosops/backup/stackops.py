@@ -152,7 +152,7 @@ def _restore(env, runner: Runner, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..secrets import redact
+    from ..secretref import redact
 
     args = _parser().parse_args(argv)
     try:

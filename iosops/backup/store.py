@@ -136,7 +136,7 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _fail(self, what: str, exc: Exception) -> StoreUnavailable:
-        from ..secrets import redact
+        from ..secretref import redact
 
         return StoreUnavailable(f"object store {self.url}: {what} failed after retries "
                                 f"({type(exc).__name__}: {redact(str(exc))[:200]})")

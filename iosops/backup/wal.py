@@ -190,7 +190,7 @@ def command_line(env, action: str) -> str:
 def wal_metrics(env, ok: bool, runner) -> None:
     """iosops_wal_archive_last_success_timestamp_seconds / iosops_wal_archive_failures_total in a textfile
     beside backup.metrics_file. Best effort: archiving must never fail because metrics could not be written."""
-    from .notify import read_textfile, write_metrics
+    from .metrics import read_textfile, write_metrics
 
     try:
         path = env.path(env.cfg.backup.metrics_file).with_name("iosops_wal.prom")

@@ -28,7 +28,7 @@ from ..commands import pg
 from ..config import Env
 from ..errors import IosopsError
 from ..runner import Runner
-from ..secrets import Secret
+from ..secretref import Secret
 from . import postgres
 from .store import open_store
 from .wal import push, push_partial, wal_metrics

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional
 
-from ..secrets import redact
+from ..secretref import redact
 
 HELD = 3  # exit code of lock_take when another run holds the lock
 NOT_OURS = 4  # exit code of lock_release when the lock is not (any more) the one this run took

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 
 from ..errors import IosopsError, OperationFailed
 from ..runner import Arg, Runner, display, remote_command, reveal
-from ..secrets import redact
+from ..secretref import redact
 
 
 class _Lines:

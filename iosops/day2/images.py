@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..build.image import image_ref
+from ..images.image import image_ref
 from ..commands import docker as d
 from ..config import Env
 from ..deploy.stackfiles import ops_image_for

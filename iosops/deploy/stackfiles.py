@@ -16,7 +16,7 @@ from .target import Target, tls_paths
 
 def ops_image_for(env: Env, api_image: str) -> str:
     """The ops image built with `api_image` (same registry and tag, build.ops_repository)."""
-    from ..build.image import image_ref
+    from ..images.image import image_ref
 
     return image_ref(env, api_image.rpartition(":")[2], env.cfg.build.ops_repository)
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel
 
 from ..config import Env, EnvConfig
-from ..secrets import SecretRef
+from ..secretref import SecretRef
 
 CONFIGMAP = "ios-ops-config"
 ENVS_DIR = "/etc/iosops/envs"

@@ -23,7 +23,7 @@ from ..commands import docker as d
 from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner
-from ..secrets import Secret
+from ..secretref import Secret
 from ..stack.local import labels as stack_labels
 from ..stack.local import names as stack_names
 from . import ALERTMANAGER_DIR, PROMETHEUS_DIR, RULES_DIR

@@ -25,7 +25,7 @@ def new_runner(*, dry_run: bool = False, verbose: bool = False, as_json: bool = 
 
 
 def fail(exc: BaseException) -> Exit:
-    from iosops.secrets import redact
+    from iosops.secretref import redact
 
     return Exit(f"error: {redact(str(exc))}", code=getattr(exc, "exit_code", 1))
 
@@ -65,7 +65,7 @@ def mutating(task: str, env_name: Optional[str], args: Mapping[str, Any], *, dry
 
 
 def emit(data: Any, as_json: bool, lines: Optional[list[str]] = None) -> None:
-    from iosops.secrets import redact
+    from iosops.secretref import redact
 
     if as_json:
         print(redact(json.dumps(data, indent=2, sort_keys=True, default=str)))

@@ -119,7 +119,7 @@ def dr_drill(c, env=None, size="small", report="", image="", dry_run=False, json
         if size not in SIZES:
             raise BadInput(f"--size {size!r}: use one of {', '.join(SIZES)}")
         rep = drill(e, runner, size=size, image=image)
-        from iosops.backup.notify import write_metrics
+        from iosops.backup.metrics import write_metrics
 
         write_metrics(e, runner, {"iosops_drill_rto_seconds": rep.rto_seconds, "iosops_drill_rpo_seconds": rep.rpo_seconds,
                                   "iosops_drill_verified": 1 if rep.verified else 0})

@@ -12,7 +12,7 @@ def build(c, env=None, tag="", push=False, no_cache=False, dry_run=False, json_=
 
     Under GitHub Actions ($GITHUB_OUTPUT set) the release is also appended there as step outputs
     (tag, image, ops_image): the build job exports `tag`, and staging, promotion and prod ship it."""
-    from iosops.build.image import as_dict, build_image
+    from iosops.images.image import as_dict, build_image
     from iosops.ci import outputs
 
     args = {"tag": tag, "push": push, "no_cache": no_cache}

@@ -42,7 +42,7 @@ def _passthrough(ran) -> None:
     """The command's output as it gave it (secrets masked), then its exit code as ours."""
     from invoke.exceptions import Exit
 
-    from iosops.secrets import redact
+    from iosops.secretref import redact
 
     if not ran.attached:
         sys.stdout.write(redact(ran.stdout))
@@ -80,7 +80,7 @@ def logs(c, env=None, service="", since="10m", tail="all", follow=False, json_=F
     from iosops.day2 import logs as lg
     from iosops.day2.probes import Since, parse_since, parse_tail
     from iosops.errors import IosopsError
-    from iosops.secrets import redact
+    from iosops.secretref import redact
 
     def show(ll) -> None:
         print(redact(json.dumps(ll.as_dict(), sort_keys=True) if json_ else ll.render()), flush=True)

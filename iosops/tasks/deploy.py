@@ -24,7 +24,7 @@ TAG_HELP = ("API image tag to deploy (the ops image of the same tag goes with it
             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def deploy(c, env=None, tag="", allow_destructive=False, dry_run=False, json_=False):
     """Blue-green deploy: start the idle colour, check it, switch nginx, roll back automatically on failure."""
-    from iosops.build.image import build_image, image_ref
+    from iosops.images.image import build_image, image_ref
 
     args = {"tag": tag, "allow_destructive": allow_destructive}
     with mutating("deploy", env, args, dry_run=dry_run, as_json=json_) as (e, runner):
@@ -37,7 +37,7 @@ def deploy(c, env=None, tag="", allow_destructive=False, dry_run=False, json_=Fa
             from iosops.deploy.bluegreen import deploy as bg_deploy
 
             if e.cfg.target == "local":  # this machine: images come from Debian packages, built if missing
-                from iosops.build.offline import build_offline
+                from iosops.images.offline import build_offline
 
                 build_offline(e, runner, ("python", "postgres", "redis", "nginx"))
             image = image_ref(e, tag) if tag else build_image(e, runner).image

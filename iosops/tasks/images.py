@@ -7,7 +7,7 @@ ONLY_HELP = "Comma-separated image keys besides the base (e.g. python,postgres);
 
 
 def _keys(only: str) -> tuple[str, ...]:
-    from iosops.build.offline import KEYS
+    from iosops.images.offline import KEYS
     from iosops.errors import BadInput
 
     keys = tuple(k.strip() for k in only.split(",") if k.strip())
@@ -26,7 +26,7 @@ def offline(c, env=None, only="", refresh=False, dry_run=False, json_=False):
 
     Sources: the release, -updates and -security. An image is rebuilt when its recipe (or its base)
     changed; with --refresh also when the archive offers updates for its recorded packages."""
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
 
     from ._common import task_env
 
@@ -61,7 +61,7 @@ def stale(c, env=None, only="", image=None, json_=False):
     packages installed in it (its labels may be inherited from its base). Exit 0: every image
     fresh; 1: an image is stale, not built or has no package label (`inv images.offline --refresh`
     rebuilds them), or the archive could not be read; 2: bad input."""
-    from iosops.build.offline import check_stale
+    from iosops.images.offline import check_stale
 
     from ._common import task_env
 
@@ -93,7 +93,7 @@ def promote(c, tag="", to_env="", from_env="staging", dry_run=False, json_=False
     Registry to registry over the HTTP API (byte for byte, like skopeo copy: no Docker engine, no re-compression),
     so --to-env runs exactly what --from-env tested. A destination tag holding another image is refused;
     one already holding the same digest is "no change"."""
-    from iosops.build.promote import check_request, promote as do_promote, summary
+    from iosops.images.promote import check_request, promote as do_promote, summary
 
     from ._common import task_env
 

@@ -6,7 +6,7 @@ TAG_HELP = "Image tag to render (default: the short git sha, as `inv build` tags
 
 
 def _render(e, runner, tag):
-    from iosops.build.image import resolve_tag
+    from iosops.images.image import resolve_tag
     from iosops.k8s.render import render
 
     return render(e, runner, resolve_tag(e, runner, tag))

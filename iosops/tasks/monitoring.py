@@ -29,8 +29,8 @@ def check(c, env=None, static_only=False, tag="", keep=False, dry_run=False, jso
         if not report.ok:
             raise Exit(code=1)
         return
-    from iosops.build.image import build_image, image_ref
-    from iosops.build.offline import build_offline
+    from iosops.images.image import build_image, image_ref
+    from iosops.images.offline import build_offline
     from iosops.monitoring import live
 
     # The live part always runs on this machine: a throwaway copy of the local env's stack.
@@ -56,8 +56,8 @@ def check(c, env=None, static_only=False, tag="", keep=False, dry_run=False, jso
 def up(c, env=None, tag="", dry_run=False, json_=False):
     """Run the local stack (as `inv up`) plus Prometheus, Alertmanager and the PostgreSQL/Redis/node
     exporters on its network; `inv down` removes them with the stack."""
-    from iosops.build.image import build_image, image_ref
-    from iosops.build.offline import build_offline
+    from iosops.images.image import build_image, image_ref
+    from iosops.images.offline import build_offline
     from iosops.monitoring.stack import up as mon_up
     from iosops.stack.local import up as stack_up
 

@@ -7,8 +7,8 @@ from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating
             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def up(c, env=None, tag="", dry_run=False, json_=False):
     """Build what is missing and run the API with PostgreSQL and Redis locally; waits until /ready."""
-    from iosops.build.image import build_image, image_ref
-    from iosops.build.offline import build_offline
+    from iosops.images.image import build_image, image_ref
+    from iosops.images.offline import build_offline
     from iosops.stack.local import up as stack_up
 
     with mutating("up", env, {"tag": tag}, dry_run=dry_run, as_json=json_, here=True) as (e, runner):

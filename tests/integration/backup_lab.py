@@ -12,7 +12,7 @@ from iosops.backup.redisinstance import RedisInstance
 from iosops.backup.wal import command_line
 from iosops.config import load_env
 from iosops.runner import Runner
-from iosops.secrets import Secret
+from iosops.secretref import Secret
 from tests.conftest import free_port
 
 QUIET = Runner(say=lambda s: None)

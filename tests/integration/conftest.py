@@ -27,7 +27,7 @@ def docker_api():
 
 @pytest.fixture(scope="session")
 def offline_images(docker_api):
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
 
     env = load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE)})
     return build_offline(env, Runner(), ("python", "postgres", "redis", "sshd"))
@@ -39,7 +39,7 @@ def build_cas():
     env, often none in CI) plus a throwaway test CA, so the build always stages one and the tests can prove
     it reached the builder stage and nothing of it the image. The test CA is made once per machine (its
     key is never kept) so the pip layer stays cached between runs."""
-    from iosops.build.image import staged_ca_files
+    from iosops.images.image import staged_ca_files
 
     test_ca = TEST_STATE / "build-ca" / THROWAWAY_CA
     if not test_ca.exists():
@@ -78,7 +78,7 @@ def throwaway_ca_pem() -> bytes:
 
 @pytest.fixture(scope="session")
 def api_image(offline_images, docker_api, build_cas):
-    from iosops.build.image import build_image
+    from iosops.images.image import build_image
 
     env = load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE),
                                      "IOSOPS_BUILD__EXTRA_CA_DIR": str(build_cas["dir"])})
@@ -200,7 +200,7 @@ def deployed_stack(api_image, tmp_path_factory, prefix: str, **extra: str):
     dir (so its own store and lock), one API replica, label iosops.test=1; removed with its volumes."""
     import shutil
 
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
     from iosops.deploy import bluegreen as bg
     from iosops.deploy.target import targets
     from tests.conftest import free_port, run_inv

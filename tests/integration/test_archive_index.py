@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from iosops.build.archive import Archive
+from iosops.images.archive import Archive
 from iosops.config import OfflineCfg
 from iosops.errors import BadInput, OperationFailed
 from iosops.runner import Runner

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from iosops.backup.catalog import last_run_path, verify_record
-from iosops.backup.notify import read_textfile
+from iosops.backup.metrics import read_textfile
 from iosops.backup.run import run_backup
 from iosops.backup.store import open_store
 from tests.conftest import ROOT, run_inv
@@ -168,7 +168,7 @@ def test_an_unreadable_secret_file_is_bad_input_for_a_non_root_user(shared_dir):
     secret = shared_dir / "pw"
     secret.write_text("hidden-value-91e3\n")
     secret.chmod(0o600)  # root's file: nobody cannot read it
-    code = ("import sys\nfrom pathlib import Path\nfrom iosops.errors import BadInput\nfrom iosops.secrets import SecretRef\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom iosops.errors import BadInput\nfrom iosops.secretref import SecretRef\n"
             "try:\n    SecretRef(file=sys.argv[1]).reveal('backup.postgres.password', Path('/'))\n"
             "except BadInput as exc:\n    print(exc)\n    sys.exit(2)\n")
     assert os.geteuid() == 0, "runs the reader as nobody: needs root"

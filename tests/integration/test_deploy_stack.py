@@ -48,7 +48,7 @@ def titles(rx, since: int) -> list[str]:
 def edge(api_image, offline_images, tmp_path_factory, slack):
     """A first deploy (blue) of a fresh stack; the env vars make `inv` subprocesses target it. Its own
     state dir: lock and audit log are this stack's alone (other runs may use env local meanwhile)."""
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
 
     name = f"iosops-itest-edge-{uuid.uuid4().hex[:6]}"
     state = tmp_path_factory.mktemp("edge-state")

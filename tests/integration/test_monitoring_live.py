@@ -28,7 +28,7 @@ MON_IMAGES = ("prometheus", "alertmanager", "postgres_exporter", "redis_exporter
 
 @pytest.fixture(scope="module")
 def monitoring_images(offline_images):
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
 
     env = load_env("local", environ={"IOSOPS_STATE_DIR": str(TEST_STATE)})
     return build_offline(env, Runner(), MON_IMAGES)

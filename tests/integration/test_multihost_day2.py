@@ -28,7 +28,7 @@ STACK = "iosops-d2"
 
 @pytest.fixture(scope="module")
 def d2(netns_hosts, api_image, tmp_path_factory):
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
     from iosops.deploy import bluegreen as bg
     from iosops.runner import Runner
 

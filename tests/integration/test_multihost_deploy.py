@@ -73,7 +73,7 @@ def s3(netns_hosts, tmp_path_factory):
 def multi(netns_hosts, api_image, s3, tmp_path_factory):
     """staging pointed at the three hosts (web, web, data) by tests.netns_hosts.staging_vars: its own state
     dir and known_hosts, images by local name, self-signed TLS, test secrets, S3 = moto on the bridge."""
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
     from iosops.runner import Runner
 
     build_offline(load_env("local", environ={}), Runner(), ("nginx",))

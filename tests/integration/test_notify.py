@@ -18,7 +18,7 @@ from iosops.config import load_env
 from iosops.errors import BadInput, OperationFailed
 from iosops.ops import AuditLog, operation
 from iosops.runner import Runner
-from iosops.secrets import redact
+from iosops.secretref import redact
 from tests.conftest import ROOT, free_port, run_inv
 from tests.webhook_receiver import Receiver
 

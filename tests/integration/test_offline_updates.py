@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from iosops.build import debpkg
-from iosops.build.archive import Archive, apt_sources
+from iosops.images import debpkg
+from iosops.images.archive import Archive, apt_sources
 from iosops.config import OfflineCfg
 from iosops.runner import Runner
 from tests.conftest import run_inv

@@ -17,7 +17,7 @@ import pytest
 import requests
 import yaml
 
-from iosops.build import promote as pr
+from iosops.images import promote as pr
 from tests.conftest import ROOT, free_port, run_inv
 
 PROD_USER, PROD_PASSWORD = "ci", "promote-sentinel-pw-4711"  # pragma: allowlist secret - a test sentinel

@@ -77,7 +77,7 @@ def restore_secret(root) -> None:
 
 def test_deploy_from_a_second_checkout_refuses_then_works_with_the_secret_restored(api_image, offline_images,
                                                                                     tmp_path_factory):
-    from iosops.build.offline import build_offline
+    from iosops.images.offline import build_offline
     from iosops.deploy import bluegreen as bg
     from iosops.stack.local import down
 

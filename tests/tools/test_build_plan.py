@@ -7,7 +7,7 @@ from iosops.runner import Runner
 
 
 def test_dry_run_build_touches_nothing(monkeypatch, tmp_path):
-    from iosops.build import image
+    from iosops.images import image
 
     def boom(*a, **k):
         raise AssertionError("dry-run started a process or a Docker client")

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from iosops.build import debpkg
+from iosops.images import debpkg
 
 # (a, b, expected sign of compare_versions(a, b)): epochs, revisions, tildes, letters, leading zeros,
 # and the real updates the archive offered on this machine.

@@ -5,7 +5,7 @@ import pytest
 
 from iosops.errors import OperationFailed
 from iosops.runner import Runner
-from iosops.secrets import Secret
+from iosops.secretref import Secret
 
 
 def test_real_command_and_failure_message():

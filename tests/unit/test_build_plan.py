@@ -1,7 +1,7 @@
 """build_image in dry-run: the exact plan, with no process, no Docker client and no file touched."""
 
 
-from iosops.build.image import build_args, image_ref, resolve_tag
+from iosops.images.image import build_args, image_ref, resolve_tag
 from iosops.config import load_env
 from iosops.runner import by_argv, Runner
 

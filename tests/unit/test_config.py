@@ -5,7 +5,7 @@ import pytest
 
 from iosops.config import deep_merge, env_var_layer, known_envs, load_env
 from iosops.errors import BadInput
-from iosops.secrets import redact
+from iosops.secretref import redact
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_missing_secret_env_names_variable_never_value(envs, tmp_path, monkeypat
 
 
 def test_secret_file_missing_and_generated(tmp_path):
-    from iosops.secrets import SecretRef
+    from iosops.secretref import SecretRef
 
     with pytest.raises(BadInput, match=r"file .*nope does not exist"):
         SecretRef(file="nope").reveal("secrets.x", tmp_path)
@@ -134,7 +134,7 @@ def test_secret_file_missing_and_generated(tmp_path):
 def test_secret_ref_needs_exactly_one_source():
     from pydantic import ValidationError
 
-    from iosops.secrets import SecretRef
+    from iosops.secretref import SecretRef
 
     with pytest.raises(ValidationError):
         SecretRef(env="A", file="b")

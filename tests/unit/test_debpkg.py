@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from iosops.build import debpkg
+from iosops.images import debpkg
 
 DATA = Path(__file__).parent / "data"
 

@@ -6,7 +6,7 @@ import pytest
 
 from iosops.config import load_env
 from iosops.notify import STYLE, Event, mask_url, message, tag_of
-from iosops.secrets import Secret
+from iosops.secretref import Secret
 
 RUN = {"run": "0123456789ab", "task": "deploy", "env": "prod", "who": "alice@laptop",
        "audit": "/srv/ops/.iosops/audit.log"}

@@ -6,8 +6,8 @@ import pytest
 from docker.errors import ImageNotFound
 
 from iosops import dockerx
-from iosops.build import debpkg, offline
-from iosops.build.archive import apt_sources, sources_list
+from iosops.images import debpkg, offline
+from iosops.images.archive import apt_sources, sources_list
 from iosops.config import OfflineCfg, load_env
 from iosops.runner import Runner
 

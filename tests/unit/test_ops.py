@@ -6,7 +6,7 @@ import pytest
 
 from iosops.errors import LockHeld, OperationFailed
 from iosops.ops import AuditLog, EnvLock, operation
-from iosops.secrets import Secret
+from iosops.secretref import Secret
 
 
 def test_lock_held_names_holder(tmp_path, monkeypatch):

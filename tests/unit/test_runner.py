@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from iosops.runner import by_argv, Result, Runner, display
-from iosops.secrets import Secret
+from iosops.secretref import Secret
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from iosops.runner import KINDS, Action, Result, Runner, SSHHost, SSHRemote, by_argv, put_argv
-from iosops.secrets import Secret
+from iosops.secretref import Secret
 from tests.conftest import ROOT
 
 

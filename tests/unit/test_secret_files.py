@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from iosops.errors import BadInput
-from iosops.secrets import SecretRef
+from iosops.secretref import SecretRef
 
 VALUE = "s3cr\u00e9t-value-7d21"  # pragma: allowlist secret - test value, not a credential
 

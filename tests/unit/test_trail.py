@@ -11,7 +11,7 @@ from iosops.config import load_env
 from iosops.errors import LockHeld, OperationFailed
 from iosops.runner import Runner
 from iosops.ops import AuditLog, EnvLock, Trail, held_message, is_stale, operation, trail_for
-from iosops.secrets import Secret
+from iosops.secretref import Secret
 
 
 def test_audit_line_redacts_secrets():

@@ -6,7 +6,7 @@ audit log and the tasks print goes through `redact()` as a second line of defenc
 from __future__ import annotations
 
 import os
-import secrets as _pysecrets
+import secrets as _pysecrets  # the standard library (this module is iosops.secretref)
 from pathlib import Path
 from typing import Optional
 

@@ -1,6 +1,6 @@
 """Debian package sets, pure: parse dpkg's status file and the archive's Release/Packages indexes, compare
 versions the way dpkg does, encode an image's package set as labels, and decide which packages have
-updates. No I/O here: the probes (iosops.build.archive, iosops.build.offline) feed these functions text.
+updates. No I/O here: the probes (iosops.images.archive, iosops.images.offline) feed these functions text.
 """
 from __future__ import annotations
 

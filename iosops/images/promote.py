@@ -28,7 +28,7 @@ from urllib.parse import urljoin
 from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner
-from ..secrets import Secret
+from ..secretref import Secret
 from .image import TAG_RE
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

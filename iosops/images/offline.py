@@ -11,7 +11,7 @@ sha256 and count), read from the built image's own /var/lib/dpkg/status.
 Look, then act: each image carries an `iosops.fingerprint` label (hash of its recipe and of its base's
 id). An image whose label matches is left alone ("no change"), so a rerun does nothing and needs no
 network. With refresh (`--refresh`), an image whose recorded packages have newer versions in the archive
-(iosops.build.archive) is rebuilt too: the base from scratch, a derived image without the build cache.
+(iosops.images.archive) is rebuilt too: the base from scratch, a derived image without the build cache.
 `check_stale` (`inv images.stale`) reports the same decision and builds nothing.
 """
 from __future__ import annotations
