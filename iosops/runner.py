@@ -14,6 +14,11 @@ commands, file writes and pipelines then happen on the host.
 
 Tests script the world with `executor`: one function for every kind of action, `executor(action)` ->
 Result, or None to let the runner perform that action for real (`by_argv` adapts a function of argv).
+
+Local pipelines (`pipe`, `stream`) have one engine here, on subprocess, not plumbum: plumbum snapshots the
+environment when it is imported (a test's or a task's later change is not seen), cannot take a Python stream
+(boto3's download body) as a stage's stdin, and reports only the last stage's failure; this engine feeds a
+stream, keeps every stage's exit code and names the first that failed.
 """
 from __future__ import annotations
 

@@ -18,6 +18,18 @@ MASK = "***"
 _revealed: set[str] = set()
 
 
+# A configured secret shorter than this is refused: it is weak, and masking it would garble output (every
+# "ab" in a log line would print as ***).
+MIN_SECRET_LEN = 8
+
+
+def _checked(value: str, name: str, where: str) -> "Secret":
+    if len(value) < MIN_SECRET_LEN:
+        raise BadInput(f"secret {name}: {where} holds {len(value)} characters, fewer than {MIN_SECRET_LEN}; use a "
+                       f"longer value (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(24))'`) and retry")
+    return Secret(value, name)
+
+
 def redact(text: str) -> str:
     """Replace every secret value this process has revealed with ***."""
     if not text:
@@ -84,7 +96,7 @@ class SecretRef(BaseModel):
             if not value:
                 raise BadInput(f"secret {name}: environment variable {self.env} is not set; export it "
                                f"(or point {name} at a file) and retry")
-            return Secret(value, name)
+            return _checked(value, name, f"environment variable {self.env}")
         path = (base / self.file) if not os.path.isabs(self.file) else Path(self.file)
         try:
             if path.is_dir():
@@ -112,4 +124,4 @@ class SecretRef(BaseModel):
             raise BadInput(f"secret {name}: file {path} is not UTF-8 text; save the value as UTF-8 and retry") from None
         if not value:
             raise BadInput(f"secret {name}: file {path} is empty; put the value in it and retry")
-        return Secret(value, name)
+        return _checked(value, name, f"file {path}")

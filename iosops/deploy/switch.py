@@ -58,9 +58,9 @@ def drain(t: Target) -> None:
         return
 
     def check() -> Optional[str]:
-        r = t.runner.run(d.exec_(cid, nc.processes()), mutating=False, check=False)
+        r = t.runner.probe(d.exec_(cid, nc.processes()), check=False)
         n = ng.parse_shutting_down(r.stdout)
-        return None if n == 0 or r.dry_run else f"{n} old worker(s) still draining"
+        return None if n == 0 else f"{n} old worker(s) still draining"
     poll(t.runner, f"[{t.name}] old nginx workers to drain", check, t.env.cfg.deploy.drain_timeout_s, interval=0.2)
 
 

@@ -24,9 +24,9 @@ OK, MISMATCH, UNKNOWN = "ok", "mismatch", "unknown"
 def probe(runner: Runner, container: str, env: Env) -> str:
     """OK, MISMATCH or UNKNOWN for the env's password in a running PostgreSQL container (read-only)."""
     s = env.cfg.stack
-    r = runner.run(pg.password_check_in(d.DOCKER, container, s.postgres_user, s.postgres_db), mutating=False,
-                   check=False, input=env.secret("postgres_password").get())
-    return UNKNOWN if r.dry_run else pg.parse_password_check(r.rc, r.stderr + r.stdout)
+    r = runner.probe(pg.password_check_in(d.DOCKER, container, s.postgres_user, s.postgres_db), check=False,
+                     input=env.secret("postgres_password").get())
+    return pg.parse_password_check(r.rc, r.stderr + r.stdout)
 
 
 def mismatch(env: Env, volume: str, *, on_this_machine: bool = True, where: str = "",

@@ -58,3 +58,19 @@ def test_a_fifo_is_refused_instead_of_blocking(tmp_path):
 def test_a_good_file_still_reads_and_strips(tmp_path):
     (tmp_path / "pw").write_text(VALUE + "\n")
     assert SecretRef(file="pw").reveal("secrets.db", tmp_path).get() == VALUE
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_a_short_secret_is_bad_input_without_the_value(tmp_path, monkeypatch, how):
+    """A 5-character secret is refused (weak; and masking it would garble every output line holding it)."""
+    short = "Zq7xk"  # pragma: allowlist secret - test value
+    (tmp_path / "pw").write_text(short + "\n")
+    monkeypatch.setenv("IOSOPS_T_SHORT", short)
+    ref = SecretRef(file="pw") if how == "file" else SecretRef(env="IOSOPS_T_SHORT")
+    with pytest.raises(BadInput, match=r"secret secrets.db: .* holds 5 characters, fewer than 8; use a longer") as info:
+        ref.reveal("secrets.db", tmp_path)
+    assert short not in str(info.value)
+    long_enough = "Zq7xk-8c"  # pragma: allowlist secret - test value
+    monkeypatch.setenv("IOSOPS_T_SHORT", long_enough)
+    (tmp_path / "pw").write_text(long_enough)
+    assert ref.reveal("secrets.db", tmp_path).get() == long_enough
