@@ -119,6 +119,18 @@ def test_secrets_only_arrive_as_env_vars_from_the_secrets_context():
     assert wf["permissions"] == {"contents": "read"}
 
 
+def test_each_deploy_job_gets_every_secret_its_env_names():
+    """`inv deploy` reads every secret of its env (the datastores' roles, backups to the store, notifications):
+    a reference the job does not set exits 2 on the first real deploy, which no test on this machine sees."""
+    wf = _workflow()["jobs"]
+    for job, env in (("deploy-staging", "staging"), ("deploy-prod", "prod")):
+        wanted = set(re.findall(r"\{env: *(IOS_[A-Z0-9_]+)\}", (ROOT / f"envs/{env}.yaml").read_text()))
+        assert len(wanted) >= 10, (env, wanted)  # the reader found the references
+        given = wf[job].get("env", {})
+        missing = sorted(v for v in wanted if given.get(v) != f"${{{{ secrets.{v} }}}}")
+        assert not missing, f"{job}: add to its env (NAME: ${{{{ secrets.NAME }}}}): {', '.join(missing)}"
+
+
 def test_actions_are_pinned_to_a_commit():
     for job in _workflow()["jobs"].values():
         for step in job["steps"]:
