@@ -340,16 +340,16 @@ class Runner:
     def mkdir(self, path: PurePath, mode: int = 0o755) -> Result:
         """A directory and its parents (no change if it exists)."""
         return self._file_op("mkdir", f"mkdir -p -m {mode:o} {path}", path,
-                             ["mkdir", "-p", "-m", f"{mode:o}", str(path)], mode=mode)
+                             hc.mkdir_mode(str(path), mode), mode=mode)
 
     def rename(self, path: PurePath, dest: PurePath) -> Result:
         """Move a file or directory (same file system: instant)."""
-        return self._file_op("rename", f"mv {path} {dest}", path, ["mv", "-T", str(path), str(dest)], dest=dest)
+        return self._file_op("rename", f"mv {path} {dest}", path, hc.move(str(path), str(dest)), dest=dest)
 
     def remove(self, path: PurePath, best_effort: bool = False) -> Result:
         """Delete a file or a whole directory tree (no change if it is not there). best_effort: a failure
         is only the result's rc (clean-up that must not hide the error being reported)."""
-        return self._file_op("remove", f"rm -rf {path}", path, ["rm", "-rf", "--", str(path)], check=not best_effort)
+        return self._file_op("remove", f"rm -rf {path}", path, hc.remove_tree(str(path)), check=not best_effort)
 
 
 # `RemoteRunner` is a Runner holding an SSHRemote (`runner.on(host)`), named for annotations.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Optional, Sequence
 
 from ..commands import compress as cz
+from ..commands import host as hc
 from ..config import Env
 from ..errors import BadInput, OperationFailed
 from ..runner import Arg, Runner
@@ -118,7 +119,7 @@ def download(env: Env, runner: Runner, store, art: Artifact, consumer_argv: Opti
         if consumer_argv:
             stages.append(list(consumer_argv))
         if not stages:
-            stages = [["cat"]]
+            stages = [hc.passthrough()]
         raw = None if runner.skip(mutating) else store.open_read(art.key)
         reader = HashingReader(raw) if raw is not None else None
         try:

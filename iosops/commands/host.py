@@ -19,6 +19,25 @@ def put(path: str, mode: int) -> list[str]:
     return ["sh", "-c", PUT, "put", path, f"{mode:o}"]
 
 
+def mkdir_mode(path: str, mode: int) -> list[str]:
+    """A directory and its parents; `mode` (octal, 0o755 -> "755") for the last one."""
+    return ["mkdir", "-p", "-m", f"{mode:o}", path]
+
+
+def move(src: str, dest: str) -> list[str]:
+    """Rename src to dest; -T: dest is never taken as a directory to move into."""
+    return ["mv", "-T", src, dest]
+
+
+def remove_tree(path: str) -> list[str]:
+    return ["rm", "-rf", "--", path]
+
+
+def passthrough() -> list[str]:
+    """A pipeline stage that passes its input on unchanged."""
+    return ["cat"]
+
+
 def cat(path: str) -> list[str]:
     return ["cat", path]
 

@@ -1,6 +1,8 @@
 """PostgreSQL argv builders (client tools of the configured major version)."""
 from __future__ import annotations
 
+import shlex
+
 from typing import Optional, Sequence
 
 
@@ -23,6 +25,25 @@ def psql_socket(user: str, dbname: str, sql: Optional[str] = None) -> list[str]:
     query = ["-A", "-t"] if sql is not None else []
     return ["psql", "-X", "-q", *query, "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", user, "-d", dbname,
             *(["-c", sql] if sql is not None else [])]
+
+
+def psql_script_checked(user: str, dbname: str, variables: dict[str, str], required_files: list[str]) -> list[str]:
+    """`sh -c CHECK psql ... -f -` over the server's socket, the script on stdin, psql variables from
+    `variables` (-v k=v, in order). The check refuses (exit 2) a missing or empty file of `required_files`
+    before psql runs: a script that reads passwords from them with backquotes would otherwise set an empty one."""
+    check = (f'for f in {" ".join(shlex.quote(f) for f in required_files)}; do [ -s "$f" ] || '
+             '{ echo "ensure-roles: $f is missing or empty" >&2; exit 2; }; done; exec "$@"')
+    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", user, "-d", dbname]
+    for k, v in variables.items():
+        psql += ["-v", f"{k}={v}"]
+    return ["sh", "-c", check, "ensure-roles", *psql, "-f", "-"]
+
+
+def ensure_backup_role_from_stdin() -> list[str]:
+    """pg-ensure-backup-role with the password read from stdin into $BACKUP_PASSWORD_FILE (set by the caller),
+    a file that lives only for this command (umask 077): never on a command line."""
+    return ["sh", "-c", 'umask 077; cat > "$BACKUP_PASSWORD_FILE"; rc=0; pg-ensure-backup-role || rc=$?; '
+                        'rm -f "$BACKUP_PASSWORD_FILE"; exit $rc']
 
 
 def basebackup_to_stdout(bin_dir: str, host: str, port: int, user: str) -> list[str]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from ..backup.stack import BACKUP_ROLE, REDIS_BACKUP_USER
 from ..commands import compose as cc
+from ..commands import pg
 
 if TYPE_CHECKING:
     from ..config import Env
@@ -168,12 +169,9 @@ def ensure_roles_argv(base: list[str], superuser: str, db: str, backup_role: str
     """`compose exec -T postgres sh -c CHECK psql ...`, the SQL on stdin: no value in argv. The check
     refuses (exit 2) a missing or empty password file before psql runs (its backquotes would otherwise
     set an empty password)."""
-    check = (f'for f in {" ".join(PASSWORD_FILES)}; do [ -s "$f" ] || '
-             '{ echo "ensure-roles: $f is missing or empty" >&2; exit 2; }; done; exec "$@"')
-    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", superuser, "-d", db,
-            "-v", f"owner={OWNER_ROLE}", "-v", f"app={APP_ROLE}", "-v", f"monitor={MONITOR_ROLE}",
-            "-v", f"backup={backup_role}", "-v", f"db={db}", "-v", f"schema={APP_SCHEMA}", "-f", "-"]
-    return cc.exec_(base, "postgres", ["sh", "-c", check, "ensure-roles", *psql])
+    variables = {"owner": OWNER_ROLE, "app": APP_ROLE, "monitor": MONITOR_ROLE, "backup": backup_role, "db": db,
+                 "schema": APP_SCHEMA}
+    return cc.exec_(base, "postgres", pg.psql_script_checked(superuser, db, variables, PASSWORD_FILES))
 
 
 # -- what a host is given ----------------------------------------------------------------------------------

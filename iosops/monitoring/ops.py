@@ -23,6 +23,7 @@ from ..backup.stack import prepare_host, run_ops
 from ..commands import compose as cc
 from ..commands import docker as d
 from ..commands import host as hc
+from ..commands import pg
 from ..config import Env
 from ..deploy.health import wait_service_healthy
 from ..deploy.stackfiles import labels_override, stack_env
@@ -93,9 +94,7 @@ def ensure_backup_role(env: Env, runner: Runner) -> None:
     """pg-ensure-backup-role in the check stack's PostgreSQL (started by `inv up` without the backup
     password file a deployed stack mounts): the password goes in on stdin to a file that lives only
     for this command, never on a command line."""
-    script = ('umask 077; cat > "$BACKUP_PASSWORD_FILE"; rc=0; pg-ensure-backup-role || rc=$?; '
-              'rm -f "$BACKUP_PASSWORD_FILE"; exit $rc')
-    argv = d.exec_input(stack_names(env)["postgres"], ["sh", "-c", script],
+    argv = d.exec_input(stack_names(env)["postgres"], pg.ensure_backup_role_from_stdin(),
                         env={"BACKUP_PASSWORD_FILE": PASSWORD_IN_CONTAINER})
     runner.run(argv, input=env.secret("backup_password").get())
 
