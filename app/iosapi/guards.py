@@ -1,7 +1,7 @@
 """What keeps one client from knocking the API over: input bounds, a request body limit, and a catch-all
 that answers 500 without dropping the keep-alive connection.
 
-The bounds below are documented in the README ("The API's input bounds"): a request beyond one is
+The bounds below are documented in docs/api.md ("The API's input bounds"): a request beyond one is
 answered 413 or 422 with a body that names the field and the bound, never 500.
 """
 from __future__ import annotations

@@ -186,7 +186,7 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
         if outcome["applied"] is None:
             destructive = [f"{m['version']}_{m['name']}" for m in outcome["pending"] if m["destructive"]]
             raise BadInput(f"migration(s) {', '.join(destructive)} are marked destructive (-- iosops: destructive): "
-                           "the running version may still use what they drop (expand/contract, see README); "
+                           "the running version may still use what they drop (expand/contract, see docs/deploy.md); "
                            "deploy the expand step first, or pass --allow-destructive; nothing was applied or switched")
         result.migrations = outcome["applied"]
         step(f"migrations applied: {', '.join(result.migrations)}" if result.migrations else

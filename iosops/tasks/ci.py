@@ -64,7 +64,7 @@ def _gate(gate: str, only: str, root: str, json_: bool) -> None:
          [*summary_lines(outcomes), f"ci.{gate}: {len(outcomes)} scanners, {total} findings in {seconds}s"])
     if failed:
         raise Exit(f"ci.{gate}: {total} finding(s): " + ", ".join(f"{o.name} {len(o.findings)}" for o in failed)
-                   + "; fix them, or suppress one inline with its reason (README: CI/CD pipeline and scanners)", code=1)
+                   + "; fix them, or suppress one inline with its reason (docs/development.md: Scanners)", code=1)
 
 
 @task(help=GATE_HELP)

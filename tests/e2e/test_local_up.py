@@ -1,4 +1,4 @@
-"""The README's first command, end to end: `inv up` builds what is missing and serves a ready API;
+"""The quick API-only stack (README Tasks: `up`), end to end: `inv up` builds what is missing and serves a ready API;
 a second `inv up` changes nothing; `inv down --volumes` removes everything it made (by label)."""
 import json
 import uuid

@@ -4,7 +4,7 @@ an unhandled error answers 500 on a keep-alive connection that stays open while 
 the metrics' method label is bounded; HEAD probes answer; schemathesis fuzzes the app's own OpenAPI schema
 and finds no server error.
 
-The bounds are the ones documented in the README ("The API's input bounds", app/iosapi/guards.py): the
+The bounds are the ones documented in docs/api.md ("The API's input bounds", app/iosapi/guards.py): the
 app's code is not importable here (its dependencies live in the image only), so they are restated.
 Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 """
@@ -148,7 +148,7 @@ def fault_api(stack, stack_env, api_image):
 
 
 def test_a_stream_of_500s_keeps_its_connection_and_other_clients_are_served(fault_api):
-    """The README's old finding: uvicorn closed the keep-alive connection after each unhandled error, and
+    """The old finding (docs/development.md, "Fixed finding: 500s and keep-alive"): uvicorn closed the keep-alive connection after each unhandled error, and
     nginx counted that against the replica until every replica was down (502 for everyone)."""
     port, stop = fault_api["port"], threading.Event()
     other = {"statuses": Counter(), "errors": Counter(), "new_sockets": 0}

@@ -361,7 +361,7 @@ def test_error_rate_after_switch_rolls_back_automatically(edge, slack):
     assert slack.fields()["Rolled back"].startswith(f"traffic back on {before}")
     assert sw.active_colour(t) == before
     assert b.statuses.get(500, 0) > 0, b
-    # Fixed finding (README): uvicorn used to close the keep-alive connection after an unhandled error;
+    # Fixed finding (docs/development.md): uvicorn used to close the keep-alive connection after an unhandled error;
     # nginx counted that against the replica and a stream of 500s marked every replica down (502 for
     # everyone). The app's catch-all now answers 500 on an open connection: not one good request lost.
     assert g.sent >= 600 and set(g.statuses) == {200} and not g.errors, g

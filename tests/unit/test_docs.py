@@ -1,7 +1,8 @@
 """The operator docs cannot drift from the code: the README's task table lists exactly the tasks `inv --list`
 shows, its secrets table names every secret reference of envs/*.yaml, and every `inv ...` command written in
-the README, docs/*.md, docs/runbooks/*.md, backup/*.md, k8s/README.md and monitoring/README.md names a task
-that exists, with flags that task takes; and every relative link and #anchor in those files resolves.
+the README, docs/*.md (the workflow and reference pages), docs/runbooks/*.md, backup/*.md, k8s/README.md,
+monitoring/README.md and nginx/README.md names a task that exists, with flags that task takes; every relative
+link and #anchor in those files resolves; and the README links every page of docs/.
 (The checks against `inv --list` itself run a program: tests/tools/test_docs_inv_list.py.)"""
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.conftest import ROOT
 
 README = ROOT / "README.md"
 DOCS = sorted([README, *ROOT.glob("docs/*.md"), *ROOT.glob("docs/runbooks/*.md"), *ROOT.glob("backup/*.md"),
-               ROOT / "k8s/README.md", ROOT / "monitoring/README.md"])
+               ROOT / "k8s/README.md", ROOT / "monitoring/README.md", ROOT / "nginx/README.md"])
 ENVS = ("local", "staging", "prod")
 # invoke's own flags, usable before a task name (`inv --list`, `inv --help TASK`)
 CORE_FLAGS = {"--list", "-l", "--help", "-h", "--list-format", "--version", "-V", "--complete", "--dry", "-R"}
@@ -239,3 +240,11 @@ def test_every_relative_link_and_anchor_resolves(doc):
         elif anchor and (dest.is_dir() or anchor not in _anchors(dest)):
             problems.append(f"{target}: no heading with that anchor in {dest.relative_to(ROOT)}")
     assert not problems, f"{doc.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+def test_the_readme_links_every_page_of_docs():
+    """The README is the table of contents: a page added under docs/ without a link from it is not found."""
+    linked = {(ROOT / target.partition("#")[0]).resolve()
+              for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)", README.read_text())}
+    unlinked = [p.name for p in ROOT.glob("docs/*.md") if p.resolve() not in linked]
+    assert not unlinked, "README links no page " + ", ".join(unlinked)
