@@ -10,8 +10,10 @@ in for the API's /ready). Conversions: iosops/k8s/podspec.py.
 """
 from __future__ import annotations
 
+import json
 import socket
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -152,6 +154,8 @@ def test_backup_cronjob_pod_runs_to_completion(podspec_run):
     assert job["spec"]["restartPolicy"] == "Never"
     path = run.base / f"job-{job['metadata']['name']}.yaml"
     path.write_text(podspec.dump([*(o for o in run.tr.play if o["kind"] == "ConfigMap"), job]))  # podman reads them per file
+    marker = f"podspec:backup:{run.prefix}"  # a key the backup's RDB must hold (its manifest's keyset counts it)
+    assert run.exec(run.container("ios-redis", "redis")["Names"][0], "redis-cli", "SET", marker, "1").returncode == 0
     started = time.monotonic()
     run.podman.run("kube", "play", "--network", run.network, str(path), timeout=PLAY_TIMEOUT_S)
     name = f"{job['metadata']['name']}-{job['spec']['containers'][0]['name']}"
@@ -169,4 +173,10 @@ def test_backup_cronjob_pod_runs_to_completion(podspec_run):
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=run.bucket, Prefix="staging/").get("Contents", [])]
     assert any(k.endswith("manifest.json") for k in keys), keys[:20]
     assert any("postgres" in k for k in keys) and any("redis" in k for k in keys), keys[:20]
+    man = json.loads(s3.get_object(Bucket=run.bucket, Key=next(k for k in keys if k.endswith("manifest.json")))["Body"].read())
+    rdb = next(a for a in man["artifacts"] if a["component"] == "redis")
+    assert rdb["kind"] == "rdb" and rdb["size"] > 0 and man["fingerprints"]["redis"]["keys"] >= 1, (rdb, man["fingerprints"])
+    # fetched into the pod's /tmp emptyDir (a host directory here), and not left there after its upload
+    tmp = Path(next(v["hostPath"]["path"] for v in job["spec"]["volumes"] if v["name"] == "tmp"))
+    assert (tmp / "iosops" / "redis").is_dir() and not list(tmp.rglob("*.rdb")), sorted(map(str, tmp.rglob("*")))
     assert time.monotonic() - started < 240
