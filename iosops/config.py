@@ -128,6 +128,10 @@ class RedisSource(Strict):
     password: Optional[SecretRef] = None
     # The RDB is copied from here after BGSAVE (empty: CONFIG GET dir/dbfilename, same host).
     rdb_path: str = ""
+    # Where the server's files are not mounted (Kubernetes: its volume is the Redis pod's alone): no BGSAVE,
+    # the RDB is fetched over the network into this file instead (`redis-cli --rdb`, a replica's full sync;
+    # an ACL user needs +replconf and +sync), checked, uploaded and removed. Empty: BGSAVE, then rdb_path.
+    rdb_fetch_path: str = ""
     # Restore by writing dump.rdb into this directory while the server is stopped (a deployed stack's
     # Redis volume, mounted into the ops container); empty: resync the live server from a loader.
     restore_dir: str = ""

@@ -74,6 +74,8 @@ def redis_fingerprint(env: Env, runner: Runner, at: tuple[str, int] | None = Non
 
 def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float = 600) -> tuple[list[Artifact], dict, Any]:
     r = env.cfg.backup.redis
+    if r.rdb_fetch_path:
+        return _backup_redis_fetched(env, runner, store, backup_id)
     renv = redis_env(env)
     before = redis_info(env, runner)
     runner.run(rc.raw(r.host, r.port, "BGSAVE", user=r.user), env=renv)
@@ -91,11 +93,34 @@ def backup_redis(env: Env, runner: Runner, store, backup_id: str, timeout: float
         d = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dir", user=r.user), mutating=False, env=renv).stdout.split()
         f = runner.run(rc.raw(r.host, r.port, "CONFIG", "GET", "dbfilename", user=r.user), mutating=False, env=renv).stdout.split()
         path = f"{d[1]}/{f[1]}" if len(d) > 1 and len(f) > 1 else "<dir>/<dbfilename>"
-    runner.run(rc.check_rdb(path))  # reads only, but checks what BGSAVE wrote: planned, not run, in dry-run
+    return [_upload_rdb(env, runner, store, backup_id, path)], fp, None
+
+
+def _backup_redis_fetched(env: Env, runner: Runner, store, backup_id: str) -> tuple[list[Artifact], dict, Any]:
+    """The server's files are elsewhere (the Kubernetes backup pod mounts no Redis volume; CONFIG GET dir
+    names a directory of the Redis pod): a snapshot fetched over the network into rdb_fetch_path (the
+    pod's /tmp emptyDir), fingerprinted right after, as the BGSAVE path does."""
+    from pathlib import PurePosixPath
+
+    r = env.cfg.backup.redis
+    redis_info(env, runner)  # a wrong password is named here, not as a failed transfer
+    path = PurePosixPath(r.rdb_fetch_path)
+    runner.mkdir(path.parent, 0o700)
+    try:
+        runner.run(rc.fetch_rdb(r.host, r.port, str(path), user=r.user), env=redis_env(env))
+        fp = redis_fingerprint(env, runner)
+        art = _upload_rdb(env, runner, store, backup_id, str(path))
+    finally:
+        runner.remove(path, best_effort=True)  # a snapshot of the data: not left in the scratch volume
+    return [art], fp, None
+
+
+def _upload_rdb(env: Env, runner: Runner, store, backup_id: str, path: str) -> Artifact:
+    runner.run(rc.check_rdb(path))  # reads only, but checks what was written: planned, not run, in dry-run
     art, _ = upload(env, runner, store, hc.cat(path),
                     artifact_key(backup_id, "redis.rdb.zst" + (".age" if env.cfg.backup.encryption_recipient else "")),
                     component="redis", kind="rdb")
-    return [art], fp, None
+    return art
 
 
 def es_doc_counts(env: Env, runner: Runner) -> dict[str, int]:

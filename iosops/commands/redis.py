@@ -37,6 +37,13 @@ def server_loader(port: int, directory: str, extra: Sequence[str] = ()) -> list[
             "--logfile", f"{directory}/redis.log", "--save", "", "--appendonly", "no", *extra]
 
 
+def fetch_rdb(host: str, port: int, path: str, user: str = "") -> list[str]:
+    """A fresh RDB of the server written to `path` here, over the network: redis-cli takes a replica's full
+    sync (REPLCONF rdb-only, SYNC; the server forks and streams a snapshot). For a client that cannot read
+    the server's files; an ACL user needs +replconf and +sync."""
+    return ["redis-cli", "-h", host, "-p", str(port), *_user(user), "--rdb", path]
+
+
 def check_rdb(path: str) -> list[str]:
     return ["redis-check-rdb", path]
 

@@ -28,6 +28,7 @@ ELASTICSEARCH_URL = "http://ios-elasticsearch:9200"
 # The ops pods whose `ops-secrets` volume lists the keys they need (render fills the items in).
 OPS_WORKLOADS = (("CronJob", "ios-backup"), ("Deployment", "ios-walstream"))
 SECRET_VOLUME = "ops-secrets"  # nosec B105 # pragma: allowlist secret - a volume's name, not a value
+REDIS_RDB_FETCH = f"{STATE_DIR}/redis/dump.rdb"  # the backup's fetched snapshot, removed after its upload
 WALSPOOL = "/var/lib/iosops/walspool"  # the ios-walstream-spool PVC's mount
 METRICS_PORT = 9898
 
@@ -96,7 +97,8 @@ def ops_config(env: Env) -> dict[str, Any]:
     b.metrics_file = f"{STATE_DIR}/metrics/iosops_backup.prom"
     b.postgres.host, b.postgres.port, b.postgres.user = POSTGRES_SERVICE, 5432, BACKUP_ROLE
     b.postgres.data_dir, b.postgres.os_user = "", ""  # restore Jobs run as the cluster's uid: no runuser
-    b.redis.host, b.redis.port, b.redis.rdb_path = REDIS_SERVICE, 6379, ""
+    # The Redis volume is its pod's alone: the RDB comes over the network into the ops pod's /tmp emptyDir.
+    b.redis.host, b.redis.port, b.redis.rdb_path, b.redis.rdb_fetch_path = REDIS_SERVICE, 6379, "", REDIS_RDB_FETCH
     b.elasticsearch_url = ELASTICSEARCH_URL
     b.walstream.spool_dir, b.walstream.metrics_port = WALSPOOL, METRICS_PORT  # as k8s/base/walstream.yaml
     b.maintenance.on, b.maintenance.off = [], []  # host commands; on Kubernetes the dispatcher scales

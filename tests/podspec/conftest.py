@@ -28,7 +28,7 @@ from iosops.config import load_env
 from iosops.k8s import podspec
 from iosops.k8s.render import render
 from iosops.runner import Runner
-from tests.integration.conftest import api_image, docker_api, offline_images  # noqa: F401  pytest fixtures, re-exported for this tier
+from tests.integration.conftest import api_image, build_cas, docker_api, offline_images  # noqa: F401  pytest fixtures, re-exported for this tier
 
 HERE = Path(__file__).resolve().parent
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
