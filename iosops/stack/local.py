@@ -84,6 +84,12 @@ def names(env: Env) -> dict[str, str]:
             "legacy_pgdata": f"{n}-pgdata"}
 
 
+def container(env: Env, service: str, runner: Optional[Runner] = None) -> str:
+    """The id of the running container of `service` in the env's local project ("" when none). A probe."""
+    ids = QuickTarget(env, runner or Runner()).containers(service)
+    return ids[0] if ids else ""
+
+
 def legacy_notice(env: Env, runner: Runner) -> str:
     """One line while the volume of the `docker run` era of `inv up` exists (its data is not carried over)."""
     n = names(env)
@@ -151,7 +157,7 @@ def up(env: Env, runner: Runner, api_image: str, profiles: Sequence[str] = (QUIC
         for svc in DATASTORES:
             wait_service_healthy(t, svc, timeout)
         if recheck is not None:
-            check_compose_started(t, recheck)
+            check_compose_started(t, recheck, what="inv up")
         ensure_backup_role(t)
         ensure_roles(t)
         # Schema first, as its owner, in a one-off container of the new image: the API starts on a migrated

@@ -70,8 +70,8 @@ def check_compose(t) -> Optional[list[str]]:
     return None if verdict == OK else [svc for svc in t.datastores() if not t.containers(svc)]
 
 
-def check_compose_started(t, started: list[str]) -> None:
-    """After `up` of the datastores: on a mismatch remove the services this deploy started, then refuse."""
+def check_compose_started(t, started: list[str], what: str = "deploy") -> None:
+    """After `up` of the datastores: on a mismatch remove the services this `what` started, then refuse."""
     ids = t.containers("postgres")
     if not ids or probe(t.runner, ids[0], t.env) != MISMATCH:
         return
@@ -79,7 +79,7 @@ def check_compose_started(t, started: list[str]) -> None:
         t.runner.run(cc.rm(t.base(), started), check=False)
     vols = t.runner.run(d.compose_volumes(t.project, "pgdata"), mutating=False, check=False).stdout.split()
     raise _compose_mismatch(t, vols[0] if vols else f"{t.project}_pgdata",
-                            undone=(f"Rolled back: removed {', '.join(started)}, which this deploy had started; "
+                            undone=(f"Rolled back: removed {', '.join(started)}, which this {what} had started; "
                                     "the volume is untouched" if started else "The volume is untouched"))
 
 
