@@ -84,9 +84,9 @@ def names(env: Env) -> dict[str, str]:
             "legacy_pgdata": f"{n}-pgdata"}
 
 
-def container(env: Env, service: str, runner: Optional[Runner] = None) -> str:
+def container(env: Env, runner: Runner, service: str) -> str:
     """The id of the running container of `service` in the env's local project ("" when none). A probe."""
-    ids = QuickTarget(env, runner or Runner()).containers(service)
+    ids = QuickTarget(env, runner).containers(service)
     return ids[0] if ids else ""
 
 
@@ -137,6 +137,7 @@ def up(env: Env, runner: Runner, api_image: str, profiles: Sequence[str] = (QUIC
     t = QuickTarget(env, runner, profiles)
     url = f"http://{s.publish_host}:{s.api_port}"
     result = UpResult(stack=s.name, url=url, api_image=api_image, project_dir=str(t.dir))
+    env.secret("postgres_password")  # a missing secret is bad input before anything else is looked at
     result.notice = legacy_notice(env, runner)
     if result.notice:
         runner.info(result.notice)

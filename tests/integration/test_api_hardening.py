@@ -132,7 +132,7 @@ def fault_api(stack, stack_env, api_image):
     copied from it, so it uses the same database and Redis as the same least-privilege users."""
     image = fault_image(api_image.image)
     port = free_port()
-    info = json.loads(docker("inspect", container(stack_env, "api")).stdout)[0]
+    info = json.loads(docker("inspect", container(stack_env, Runner(), "api")).stdout)[0]
     nets = sorted(info["NetworkSettings"]["Networks"])
     edge = next(n for n in nets if n.endswith("_edge"))  # the one that can publish a port
     name = f"{stack_env.cfg.stack.name}-api-faults"

@@ -65,7 +65,7 @@ def test_live_check_every_api_postgres_redis_query_returns_data(api_image, monit
         inspected = docker("inspect", *ids).stdout
         assert all(c["Config"]["Labels"].get("iosops.test") == "1" for c in json.loads(inspected))
         assert token not in inspected
-        am = container(env, "alertmanager")
+        am = container(env, Runner(), "alertmanager")
         assert token in docker("exec", am, "cat", mstack.SLACK_IN_CONTAINER).stdout
         cdir = mstack.config_dir(env)
         assert not any(token in p.read_text() for p in (cdir / "alertmanager").rglob("*") if p.is_file())
