@@ -72,10 +72,6 @@ def seconds(duration: str) -> float:
     return float(num) * units[unit]
 
 
-def config_dir(env: Env) -> Path:
-    return env.state_dir / "monitoring" / env.cfg.stack.name
-
-
 def render_prometheus(env: Env) -> dict[str, str]:
     """Relative path -> content of the Prometheus config dir mounted at /etc/prometheus."""
     m = env.cfg.monitoring

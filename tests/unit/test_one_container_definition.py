@@ -12,7 +12,6 @@ import yaml
 from iosops.config import load_env
 from iosops.deploy import stackfiles as sf
 from iosops.deploy.target import targets
-from iosops.monitoring import stack as mstack
 from iosops.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
