@@ -380,7 +380,7 @@ def destroy(env: Env, runner: Runner, volumes: bool = False) -> list[str]:
     for t in targets(env, runner):
         if t.read("compose.yml") is None and not runner.dry_run:
             continue
-        base = [*t.base(), "--profile", "monitoring", "--profile", "search", "--profile", "ops"]
+        base = [*t.base(), "--profile", "monitoring", "--profile", "search", "--profile", "ops", "--profile", "quick"]
         t.runner.run(cc.down(base, volumes), check=False)
         done.append(t.name)
     return done

@@ -117,3 +117,37 @@ def test_quick_and_monitoring_profiles_in_the_compose_file():
     lines = sf.stack_env(load_env("local", environ={}), {"quick": "iosops/api:q"},
                          targets(load_env("local", environ={}), Runner())[0]).splitlines()
     assert "API_IMAGE=iosops/api:q" in lines and "API_PORT=8080" in lines and "MONITORING_PUBLISH_HOST=127.0.0.1" in lines
+
+
+def test_inv_up_names_the_volume_of_the_docker_run_era_and_keeps_it(tmp_path):
+    """An `inv up` of before kept PostgreSQL in `<stack>-pgdata`; compose's volume is `<stack>_pgdata`: one
+    line says so (data not carried over, nothing deleted), and nothing in the plan touches the old volume."""
+    from iosops.runner import Result, by_argv
+    from iosops.stack import local
+
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")})
+
+    def executor(argv, **kw):
+        return Result(0, "iosops-local-pgdata\n") if argv[-1] == "iosops-local-pgdata" else Result(1, "", "No such")
+
+    said = []
+    runner = Runner(dry_run=True, executor=by_argv(executor), say=said.append)
+    result = local.up(env, runner, "iosops/api:t1")
+    assert result.notice.startswith("notice: volume iosops-local-pgdata (PostgreSQL data of an earlier `inv up`) is "
+                                    "kept untouched and no longer used: `inv up` now keeps its data in "
+                                    "iosops-local_pgdata")
+    assert any(result.notice in s for s in said)
+    assert not [p for p in runner.plan() if "iosops-local-pgdata" in p and "# read" not in p]
+
+
+def test_inv_down_takes_the_compose_project_then_what_an_older_up_left(tmp_path):
+    from iosops.runner import Result, by_argv
+    from iosops.stack import local
+
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")})
+    runner = Runner(executor=by_argv(lambda argv, **kw: Result(0, "c1\n") if "--quiet" in argv else Result(0, "")),
+                    say=lambda s: None)
+    removed = local.down(env, runner, volumes=True)
+    acts = [a.text for a in runner.actions if a.mutating]
+    assert "down --remove-orphans --volumes" in acts[0] and "--profile quick --profile monitoring" in acts[0]
+    assert removed == ["1 container(s)", "1 network(s)", "1 volume(s)"]
