@@ -81,7 +81,7 @@ def names(env: Env) -> dict[str, str]:
     """Docker's names for the project's network and volumes (compose: `<project>_<name>`)."""
     n = env.cfg.stack.name
     return {"data_network": f"{n}_data", "pgdata": f"{n}_pgdata", "redisdata": f"{n}_redisdata",
-            "legacy_pgdata": f"{n}-pgdata"}
+            "legacy_pgdata": f"{n}-pgdata", "legacy_api": f"{n}-api"}
 
 
 def container(env: Env, runner: Runner, service: str) -> str:
@@ -138,6 +138,11 @@ def up(env: Env, runner: Runner, api_image: str, profiles: Sequence[str] = (QUIC
     url = f"http://{s.publish_host}:{s.api_port}"
     result = UpResult(stack=s.name, url=url, api_image=api_image, project_dir=str(t.dir))
     env.secret("postgres_password")  # a missing secret is bad input before anything else is looked at
+    if runner.probe(d.inspect_format(names(env)["legacy_api"], "{{.Name}}"), check=False).rc == 0:
+        # Its API holds the port the compose one would publish: stop the old stack first (data kept).
+        raise BadInput(f"stack {s.name} still runs the containers of an earlier `inv up` (plain docker run, e.g. "
+                       f"{names(env)['legacy_api']}); remove them with `inv down --env {env.name}` (volumes are "
+                       "kept), then run this again; nothing was changed")
     result.notice = legacy_notice(env, runner)
     if result.notice:
         runner.info(result.notice)

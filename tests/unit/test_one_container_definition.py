@@ -151,3 +151,18 @@ def test_inv_down_takes_the_compose_project_then_what_an_older_up_left(tmp_path)
     acts = [a.text for a in runner.actions if a.mutating]
     assert "down --remove-orphans --volumes" in acts[0] and "--profile quick --profile monitoring" in acts[0]
     assert removed == ["1 container(s)", "1 network(s)", "1 volume(s)"]
+
+
+def test_inv_up_refuses_while_the_docker_run_stack_of_before_runs(tmp_path):
+    import pytest
+
+    from iosops.errors import BadInput
+    from iosops.runner import Result, by_argv
+    from iosops.stack import local
+
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")})
+    runner = Runner(executor=by_argv(lambda argv, **kw: Result(0, "x\n") if argv[-1] == "iosops-local-api"
+                                     else Result(1, "", "No such")), say=lambda s: None)
+    with pytest.raises(BadInput, match=r"earlier `inv up` .*iosops-local-api.*`inv down --env local`.*nothing was changed"):
+        local.up(env, runner, "iosops/api:t1")
+    assert not [a for a in runner.actions if a.mutating]
