@@ -39,13 +39,6 @@ def psql_script_checked(user: str, dbname: str, variables: dict[str, str], requi
     return ["sh", "-c", check, "ensure-roles", *psql, "-f", "-"]
 
 
-def ensure_backup_role_from_stdin() -> list[str]:
-    """pg-ensure-backup-role with the password read from stdin into $BACKUP_PASSWORD_FILE (set by the caller),
-    a file that lives only for this command (umask 077): never on a command line."""
-    return ["sh", "-c", 'umask 077; cat > "$BACKUP_PASSWORD_FILE"; rc=0; pg-ensure-backup-role || rc=$?; '
-                        'rm -f "$BACKUP_PASSWORD_FILE"; exit $rc']
-
-
 def basebackup_to_stdout(bin_dir: str, host: str, port: int, user: str) -> list[str]:
     """A tar of the whole cluster on stdout, with the WAL needed to make it consistent (-X fetch) and a
     backup_manifest with CRC32C file checksums (the default: pg_verifybackup's check against accidental

@@ -51,6 +51,15 @@ refused = any(m["destructive"] for m in todo) and os.environ.get("ALLOW_DESTRUCT
 print(json.dumps({"pending": todo, "applied": None if refused else apply(dsn)}))
 """
 
+def migrate(t: Target, service: str, allow_destructive: bool) -> dict:
+    """The migrations in a one-off container of `service` (its image), as the schema's owner: {"pending":
+    [...], "applied": [versions] or None when a destructive one was refused}. `inv deploy` and `inv up` both."""
+    mig = t.runner.run(cc.run_once(t.base(), service, py.script(MIGRATE),
+                                   env={"ALLOW_DESTRUCTIVE": "1" if allow_destructive else "0", **MIGRATE_ENV},
+                                   volumes=[migrate_secret_mount(t)]))
+    return json.loads(mig.stdout.strip().splitlines()[-1]) if not mig.dry_run else {"pending": [], "applied": []}
+
+
 @dataclass
 class DeployResult:
     env: str
@@ -178,11 +187,7 @@ def _deploy(env: Env, runner: Runner, image: str, allow_destructive: bool,
         dt.runner.run(cc.up(dt.base(), ["walstream"]))
         # Migrations once, against the one database, before any new code serves; as the schema's owner,
         # whose password is mounted into this one-off container only (the serving API never has it).
-        t0 = web[0]
-        mig = t0.runner.run(cc.run_once(t0.base(), f"api-{idle}", py.script(MIGRATE),
-                                        env={"ALLOW_DESTRUCTIVE": "1" if allow_destructive else "0", **MIGRATE_ENV},
-                                        volumes=[migrate_secret_mount(t0)]))
-        outcome = json.loads(mig.stdout.strip().splitlines()[-1]) if not mig.dry_run else {"pending": [], "applied": []}
+        outcome = migrate(web[0], f"api-{idle}", allow_destructive)
         if outcome["applied"] is None:
             destructive = [f"{m['version']}_{m['name']}" for m in outcome["pending"] if m["destructive"]]
             raise BadInput(f"migration(s) {', '.join(destructive)} are marked destructive (-- iosops: destructive): "
@@ -375,7 +380,7 @@ def destroy(env: Env, runner: Runner, volumes: bool = False) -> list[str]:
     for t in targets(env, runner):
         if t.read("compose.yml") is None and not runner.dry_run:
             continue
-        base = [*t.base(), "--profile", "monitoring", "--profile", "search", "--profile", "ops"]
+        base = [*t.base(), "--profile", "monitoring", "--profile", "search", "--profile", "ops", "--profile", "quick"]
         t.runner.run(cc.down(base, volumes), check=False)
         done.append(t.name)
     return done

@@ -33,6 +33,8 @@ def stack_env(env: Env, images: dict[str, str], t: Target, ops_image: str = "") 
         "IOSOPS_STACK": s.name, "IOSOPS_ENV": env.name,
         "API_IMAGE_BLUE": images.get("blue") or "iosops/api:none",
         "API_IMAGE_GREEN": images.get("green") or "iosops/api:none",
+        # The one API of `inv up` (profile quick, published on stack.api_port without nginx).
+        "API_IMAGE": images.get("quick") or "iosops/api:none", "API_PORT": str(s.api_port),
         "POSTGRES_IMAGE": img.postgres, "REDIS_IMAGE": img.redis, "NGINX_IMAGE": img.nginx,
         "PROMETHEUS_IMAGE": img.prometheus, "ALERTMANAGER_IMAGE": img.alertmanager,
         "POSTGRES_EXPORTER_IMAGE": img.postgres_exporter, "REDIS_EXPORTER_IMAGE": img.redis_exporter,
@@ -40,6 +42,12 @@ def stack_env(env: Env, images: dict[str, str], t: Target, ops_image: str = "") 
         # The monitoring profile's Prometheus keeps what the env configures (monitoring.*), as monitoring.up does.
         "PROMETHEUS_RETENTION_TIME": env.cfg.monitoring.retention_time,
         "PROMETHEUS_RETENTION_SIZE": env.cfg.monitoring.retention_size,
+        # Published on loopback only (an unauthenticated UI): the env's publish_host when that is loopback.
+        "MONITORING_PUBLISH_HOST": s.publish_host if s.publish_host.startswith("127.") else "127.0.0.1",
+        "PROMETHEUS_PORT": str(env.cfg.monitoring.prometheus_port),
+        "ALERTMANAGER_PORT": str(env.cfg.monitoring.alertmanager_port),
+        # node-exporter's textfile folder: backup.metrics_file's folder on this machine.
+        "METRICS_DIR": str(env.path(env.cfg.backup.metrics_file).parent) if not t.remote else "./metrics",
         "POSTGRES_DB": s.postgres_db, "POSTGRES_USER": s.postgres_user, "API_WORKERS": str(s.api_workers),
         "ELASTICSEARCH_URL": s.elasticsearch_url, "PUBLISH_HOST": s.publish_host,
         "HTTP_PORT": str(dcfg.http_port), "HTTPS_PORT": str(dcfg.https_port), "TLS_DIR": str(cert.parent),
@@ -125,18 +133,23 @@ def write_stack_files(t: Target, images: dict[str, str], ops_image: str = "") ->
 
         for name in SECRET_FILES:
             t.put(f"secrets/{name}", "", 0o644)
+    from ..monitoring.stack import slack_value, write_config
+
     if "monitoring" in env.cfg.deploy.profiles:
         for rel in ("monitoring/prometheus/prometheus.yml", "monitoring/alertmanager/alertmanager.yml"):
-            src = env.path(rel)
-            if not src.exists():
+            if not env.path(rel).exists():
                 raise BadInput(f"profile monitoring needs {rel} (owned by monitoring/); it is missing")
-            t.put(rel, src.read_text())
+        write_config(t)  # as `inv monitoring.up` renders it: prometheus.yml, rules, targets, alertmanager, Slack
+    else:
+        # Compose wants the file of every declared secret; the same value monitoring.up writes (or empty).
+        t.put("secrets/slack_webhook_url", slack_value(env) + "\n", 0o644)
 
 
 def datastores_fingerprint(t: Target, images: dict[str, str]) -> str:
     """What decides the datastores' containers: the compose file, labels and every non-API setting."""
     env_lines = [l for l in stack_env(t.env, images, t).splitlines()
-                 if not l.startswith(("API_IMAGE_", "OPS_IMAGE=", "PROMETHEUS_"))]
+                 if not l.startswith(("API_IMAGE", "API_PORT=", "OPS_IMAGE=", "PROMETHEUS_", "ALERTMANAGER_PORT=",
+                                        "MONITORING_PUBLISH_HOST=", "METRICS_DIR="))]
     text = "\n".join([t.env.path(t.env.cfg.deploy.compose_file).read_text(), json.dumps(t.env.cfg.stack.labels,
                       sort_keys=True), *env_lines, ",".join(t.env.cfg.deploy.profiles),
                       roles_override(t.env, t) if t.split else ""])

@@ -25,10 +25,10 @@ from ..errors import OperationFailed
 from ..ports import free_port
 from ..runner import Runner
 from ..stack.local import down as stack_down
+from ..stack.local import QUICK, project_dir
 from ..stack.local import up as stack_up
 from . import dashboards, grafana
 from . import ops as check_ops
-from .stack import config_dir
 from .stack import up as mon_up
 
 REQUIRED_JOBS = ("ios-api", "postgres", "redis", "node", "alertmanager", "prometheus", "walstream")
@@ -93,13 +93,16 @@ class LiveReport:
         return not self.problems
 
 
+PROFILES = (QUICK, "monitoring", "ops")
+
+
 def check_env(base: Env, extra: Optional[dict] = None) -> Env:
     """A throwaway copy of the local env: unique stack name and free ports, fast scrapes; labels of the
     base env's stack (tests add iosops.test=1) are kept."""
     name = f"{base.cfg.stack.name}-moncheck-{uuid.uuid4().hex[:6]}"
-    # The check's own backup store and (empty) host metrics folder, in its config dir (= config_dir of
-    # the env made here; removed with it): the backup metrics must reach Prometheus through walstream.
-    cdir = Path(base.state_dir) / "monitoring" / name
+    # The check's own backup store and (empty) host metrics folder, in its compose project's directory
+    # (removed with it): the backup metrics must reach Prometheus through walstream.
+    cdir = Path(base.state_dir) / "stacks" / name / "check"
     return load_env("local", root=base.root, overrides=deep_merge({
         "state_dir": str(base.state_dir),
         "stack": {"name": name, "api_port": free_port(), "labels": dict(base.cfg.stack.labels)},
@@ -253,12 +256,11 @@ def live_check(base: Env, runner: Runner, api_image: str, keep: bool = False,
     report = LiveReport(stack=env.cfg.stack.name)
     try:
         try:
-            up = stack_up(env, runner, api_image)
+            up = stack_up(env, runner, api_image, PROFILES, ops_image=ops_image)
         except OperationFailed as exc:  # it rolled back; a loaded machine can fail one health check
             runner.info(f"stack start failed once, retrying: {exc}")
-            up = stack_up(env, runner, api_image)
-        project, ops = check_ops.start(env, runner, config_dir(env), ops_image or ops_image_for(env, api_image),
-                                       timeout)
+            up = stack_up(env, runner, api_image, PROFILES, ops_image=ops_image)
+        project, ops = check_ops.start(env, runner, ops_image or ops_image_for(env, api_image), timeout)
         report.walstream = ", ".join(c[:12] for c in ops.walstream)
         mon = mon_up(env, runner)
         report.prometheus_url = mon.prometheus_url
@@ -276,8 +278,8 @@ def live_check(base: Env, runner: Runner, api_image: str, keep: bool = False,
     finally:
         if not keep:
             teardown(env, runner, report)
-            cdir = config_dir(env)
-            runner.call(f"rm -r {cdir}", shutil.rmtree, cdir, ignore_errors=True)
+            pdir = Path(project_dir(env))
+            runner.call(f"rm -r {pdir}", shutil.rmtree, pdir, ignore_errors=True)
     report.seconds = round(time.monotonic() - start, 1)
     return report
 

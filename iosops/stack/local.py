@@ -1,31 +1,40 @@
-"""`inv up` / `inv down`: the reference API with PostgreSQL and Redis as containers on this machine.
+"""`inv up` / `inv down`: the quick stack on this machine, from docker/compose.yml like `inv deploy`.
 
-Look, then act: a container that already runs the wanted image is left alone ("no change").
-Every container, network and volume carries `iosops.stack=<name>` and is removed by that label only.
+`inv up` runs the compose project of the env (`stack.name`, the deploy's project directory and files,
+rendered by iosops.deploy.stackfiles) with profile `quick`: PostgreSQL, Redis and one API service (`api`,
+published on stack.publish_host:stack.api_port, no nginx). As the deploy does: the datastores first,
+the password check of an existing volume (iosops.stack.pgauth), the backup role and the least-privilege
+roles (iosops.deploy.dbusers), the migrations in a one-off container as the schema's owner, then the API,
+Docker health and GET /ready. `inv monitoring.up` adds profile `monitoring` to the same project.
+
+Look, then act: compose leaves a container of an unchanged definition alone; a service whose container is
+the one it was before is reported as "no change". Everything carries `iosops.stack=<name>` (the compose
+file's labels), and `inv down` removes the project (then, by that label, whatever an older `inv up` left).
+
+Volumes: compose names them `<stack>_pgdata`, `<stack>_redisdata`. The `inv up` of before (plain
+`docker run`) kept PostgreSQL's data in `<stack>-pgdata`: that volume is left untouched, and `inv up` says
+so once per run while it exists (`inv down --volumes` deletes it with the rest).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import PurePosixPath
+from typing import Optional, Sequence
 
+from .. import wait
+from ..commands import compose as cc
 from ..commands import docker as d
 from ..config import Env
+from ..deploy.target import Target
 from ..errors import BadInput, OperationFailed
 from ..runner import Runner
-from . import pgauth
 
 API_INTERNAL_PORT = 8000
-
-
-@dataclass
-class Service:
-    key: str
-    name: str
-    image: str
-    argv: list[str]
-    needs_db_password: bool = False
+QUICK = "quick"
+DATASTORES = ["postgres", "redis"]
+API = "api"
+ALL_PROFILES = ("quick", "monitoring", "search", "ops")
 
 
 @dataclass
@@ -33,11 +42,35 @@ class UpResult:
     stack: str
     url: str
     api_image: str
+    project_dir: str = ""
     changed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     migrations: str = ""
     ready: Optional[dict] = None
+    notice: str = ""
     seconds: float = 0.0
+
+
+class QuickTarget(Target):
+    """The env's compose project on this machine (as the deploy's local Target), run with `profiles`."""
+
+    def __init__(self, env: Env, runner: Runner, profiles: Sequence[str] = (QUICK,)):
+        super().__init__(env, runner, project_dir(env))
+        self.profiles = list(profiles)
+
+    def base(self) -> list[str]:
+        files = [str(self.dir / "compose.yml")]
+        if self.env.cfg.stack.labels:
+            files.append(str(self.dir / "compose.labels.yml"))
+        return cc.base(self.compose(), self.project, str(self.dir), files, str(self.dir / "stack.env"),
+                       self.profiles)
+
+
+def project_dir(env: Env) -> PurePosixPath:
+    """The deploy's local project directory (iosops.deploy.target.targets): one project per env here."""
+    local = env.path(env.cfg.deploy.project_dir) if env.cfg.deploy.project_dir else \
+        env.state_dir / "stacks" / env.cfg.stack.name
+    return PurePosixPath(local.resolve())
 
 
 def labels(env: Env) -> dict[str, str]:
@@ -45,151 +78,148 @@ def labels(env: Env) -> dict[str, str]:
 
 
 def names(env: Env) -> dict[str, str]:
+    """Docker's names for the project's network and volumes (compose: `<project>_<name>`)."""
     n = env.cfg.stack.name
-    return {"network": f"{n}-net", "pgdata": f"{n}-pgdata", "postgres": f"{n}-postgres",
-            "redis": f"{n}-redis", "api": f"{n}-api"}
+    return {"data_network": f"{n}_data", "pgdata": f"{n}_pgdata", "redisdata": f"{n}_redisdata",
+            "legacy_pgdata": f"{n}-pgdata", "legacy_api": f"{n}-api"}
 
 
-def api_env(env: Env) -> dict[str, str]:
-    s = env.cfg.stack
-    out = {"POSTGRES_HOST": "postgres", "POSTGRES_PORT": "5432", "POSTGRES_DB": s.postgres_db,
-           "POSTGRES_USER": s.postgres_user, "REDIS_URL": "redis://redis:6379/0",
-           "WEB_CONCURRENCY": str(s.api_workers)}
-    if s.elasticsearch_url:
-        out["ELASTICSEARCH_URL"] = s.elasticsearch_url
-    return out
+def container(env: Env, runner: Runner, service: str) -> str:
+    """The id of the running container of `service` in the env's local project ("" when none). A probe."""
+    ids = QuickTarget(env, runner).containers(service)
+    return ids[0] if ids else ""
 
 
-def services(env: Env, api_image: str) -> list[Service]:
-    s, n, lab, img = env.cfg.stack, names(env), labels(env), env.cfg.images
-    return [
-        Service("postgres", n["postgres"], img.postgres, d.run_detached(
-            n["postgres"], img.postgres, network=n["network"], network_alias="postgres", labels=lab,
-            env={"POSTGRES_DB": s.postgres_db, "POSTGRES_USER": s.postgres_user}, pass_env=["POSTGRES_PASSWORD"],
-            volumes=[f"{n['pgdata']}:/var/lib/postgresql/data"], memory="512m"), needs_db_password=True),
-        Service("redis", n["redis"], img.redis, d.run_detached(
-            n["redis"], img.redis, network=n["network"], network_alias="redis", labels=lab, memory="256m")),
-        Service("api", n["api"], api_image, d.run_detached(
-            n["api"], api_image, network=n["network"], network_alias="api", labels=lab, env=api_env(env),
-            pass_env=["POSTGRES_PASSWORD"], publish=[f"{s.publish_host}:{s.api_port}:{API_INTERNAL_PORT}"],
-            read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m"), needs_db_password=True),  # nosec B108 # a tmpfs mount spec inside the API container, not a host temp file
-    ]
-
-
-def container_state(runner: Runner, name: str) -> Optional[tuple[str, bool]]:
-    """(image id, running) of a container, or None when there is none. A probe: runs in dry-run too."""
-    r = runner.run(d.inspect_format(name, "{{json .Image}} {{json .State.Running}}"), mutating=False, check=False)
-    if r.rc != 0:
-        return None
-    image, running = r.stdout.split()
-    return json.loads(image), json.loads(running)
-
-
-def wait_healthy(runner: Runner, name: str, timeout: float) -> None:
-    def poll() -> None:
-        deadline = time.monotonic() + timeout
-        status = "?"
-        while time.monotonic() < deadline:
-            status = runner.run(d.health_status(name), mutating=False, check=False).stdout.strip()
-            if status in ("healthy", "running"):
-                return
-            if status in ("exited", "dead", "unhealthy"):
-                break
-            time.sleep(0.5)
-        logs = runner.run(d.logs_tail(name, 15), mutating=False, check=False)
-        tail = " | ".join((logs.stdout + logs.stderr).strip().splitlines()[-3:])
-        raise OperationFailed(f"container {name} is {status}, not healthy, after {timeout:.0f}s; last logs: {tail}")
-
-    runner.call(f"wait until {name} is healthy (timeout {timeout:.0f}s)", poll)
+def legacy_notice(env: Env, runner: Runner) -> str:
+    """One line while the volume of the `docker run` era of `inv up` exists (its data is not carried over)."""
+    n = names(env)
+    if runner.probe(d.inspect_format(n["legacy_pgdata"], "{{.Name}}"), check=False).rc != 0:
+        return ""
+    return (f"notice: volume {n['legacy_pgdata']} (PostgreSQL data of an earlier `inv up`) is kept untouched and "
+            f"no longer used: `inv up` now keeps its data in {n['pgdata']} (docker/compose.yml); copy what you "
+            f"need from it (e.g. pg_dump in a container that mounts it), or delete it with "
+            f"`docker volume rm {n['legacy_pgdata']}` (`inv down --volumes` deletes it too)")
 
 
 def wait_ready(runner: Runner, url: str, timeout: float) -> Optional[dict]:
+    def check() -> tuple[bool, object]:
+        import requests
+
+        resp = requests.get(url, timeout=3)
+        return (True, resp.json()) if resp.status_code == 200 else (False, f"HTTP {resp.status_code} {resp.text[:200]}")
+
     def poll() -> dict:
         import requests
 
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            try:
-                resp = requests.get(url, timeout=3)
-                if resp.status_code == 200:
-                    return resp.json()
-                last = f"HTTP {resp.status_code} {resp.text[:200]}"
-            except requests.RequestException as exc:
-                last = type(exc).__name__
-            time.sleep(0.2)
-        raise OperationFailed(f"{url} did not answer 200 within {timeout:.0f}s (last: {last})")
+        return wait.until(f"GET {url} to answer 200", check, timeout=timeout, interval=0.2,
+                          retry_on=(requests.RequestException,))
 
     return runner.call(f"wait until GET {url} answers 200 (timeout {timeout:.0f}s)", poll).value
 
 
-def up(env: Env, runner: Runner, api_image: str) -> UpResult:
-    start = time.monotonic()
-    s, n, lab = env.cfg.stack, names(env), labels(env)
-    url = f"http://{s.publish_host}:{s.api_port}"
-    result = UpResult(stack=s.name, url=url, api_image=api_image)
-    password = env.secret("postgres_password")
-    created: list[str] = []
-    # A data volume whose PostgreSQL refuses this checkout's password (another checkout made it): refused
-    # before anything changes, or (PostgreSQL not running) right after it starts.
-    pg_state = container_state(runner, n["postgres"])
-    recheck = pgauth.check_local(runner, env, n["pgdata"], n["postgres"], bool(pg_state and pg_state[1]))
+def _ids(t: Target, services: Sequence[str]) -> dict[str, list[str]]:
+    return {svc: t.containers(svc) for svc in services}
 
-    if runner.run(d.inspect_format(n["network"], "{{.Id}}"), mutating=False, check=False).rc != 0:
-        runner.run(d.network_create(n["network"], lab))
-        created.append(f"network {n['network']}")
-    if runner.run(d.inspect_format(n["pgdata"], "{{.Name}}"), mutating=False, check=False).rc != 0:
-        runner.run(d.volume_create(n["pgdata"], lab))
+
+def up(env: Env, runner: Runner, api_image: str, profiles: Sequence[str] = (QUICK,), ops_image: str = "") -> UpResult:
+    """Datastores, roles, migrations, the API, /ready. `profiles` beyond quick (monitoring.up) only widen
+    the project's compose calls; the services started here are the quick ones. `ops_image`: the backup
+    services' image in stack.env (default: the one built with api_image)."""
+    from ..backup.stack import ensure_backup_role
+    from ..deploy.bluegreen import load_state, migrate, save_state
+    from ..deploy.dbusers import ensure_roles
+    from ..deploy.health import wait_service_healthy
+    from ..deploy.stackfiles import ops_image_for, write_stack_files
+    from .pgauth import check_compose, check_compose_started
+
+    start = time.monotonic()
+    s = env.cfg.stack
+    t = QuickTarget(env, runner, profiles)
+    url = f"http://{s.publish_host}:{s.api_port}"
+    result = UpResult(stack=s.name, url=url, api_image=api_image, project_dir=str(t.dir))
+    env.secret("postgres_password")  # a missing secret is bad input before anything else is looked at
+    if runner.probe(d.inspect_format(names(env)["legacy_api"], "{{.Name}}"), check=False).rc == 0:
+        # Its API holds the port the compose one would publish: stop the old stack first (data kept).
+        raise BadInput(f"stack {s.name} still runs the containers of an earlier `inv up` (plain docker run, e.g. "
+                       f"{names(env)['legacy_api']}); remove them with `inv down --env {env.name}` (volumes are "
+                       "kept), then run this again; nothing was changed")
+    result.notice = legacy_notice(env, runner)
+    if result.notice:
+        runner.info(result.notice)
+    if runner.probe(d.inspect_format(api_image, "{{.Id}}"), check=False).rc != 0 and not runner.dry_run:
+        raise BadInput(f"image {api_image} is missing; build it with `inv build` (or pass an existing --tag); "
+                       "nothing was changed")
+    # A data volume whose PostgreSQL refuses this checkout's password (another checkout made it): refused
+    # now, or (PostgreSQL not running) right after the datastores start.
+    recheck = check_compose(t)
+    state = load_state(t)
+    state["images"] = {**state.get("images", {}), QUICK: api_image}  # a deploy's colours stay as they are
+    write_stack_files(t, state["images"], ops_image or ops_image_for(env, api_image))
+    services = [*DATASTORES, API]
+    before = _ids(t, services)
+    timeout = s.ready_timeout_s
     try:
-        for svc in services(env, api_image):
-            state = container_state(runner, svc.name)
-            want = runner.run(d.inspect_format(svc.image, "{{.Id}}"), mutating=False, check=False).stdout.strip()
-            if want and state == (want, True):
-                result.unchanged.append(svc.name)
-                runner.info(f"no change: {svc.name} runs {svc.image}")
-            else:
-                if state is not None:
-                    runner.run(d.rm_containers([svc.name]))
-                if svc.key == "api":  # schema first: the new version starts on a migrated database
-                    mig = runner.run([d.DOCKER, "run", "--rm", "--network", n["network"], *d.labels_args(lab),
-                                      *sum((["--env", f"{k}={v}"] for k, v in sorted(api_env(env).items())), []),
-                                      "--env", "POSTGRES_PASSWORD", svc.image, "python3", "-m", "iosapi.migrate"],
-                                     env={"POSTGRES_PASSWORD": password})
-                    result.migrations = mig.stdout.strip()
-                runner.run(svc.argv, env={"POSTGRES_PASSWORD": password} if svc.needs_db_password else None)
-                created.append(svc.name)
-                result.changed.append(svc.name)
-            wait_healthy(runner, svc.name, s.ready_timeout_s)
-            if svc.key == "postgres" and recheck and pgauth.probe(runner, svc.name, env) == pgauth.MISMATCH:
-                raise pgauth.mismatch(env, n["pgdata"], undone="")
-        result.ready = wait_ready(runner, f"{url}/ready", s.ready_timeout_s)
+        runner.run(cc.up(t.base(), DATASTORES))
+        for svc in DATASTORES:
+            wait_service_healthy(t, svc, timeout)
+        if recheck is not None:
+            check_compose_started(t, recheck, what="inv up")
+        ensure_backup_role(t)
+        ensure_roles(t)
+        # Schema first, as its owner, in a one-off container of the new image: the API starts on a migrated
+        # database. Every migration is applied (a local stack has no old version serving).
+        outcome = migrate(t, API, allow_destructive=True)
+        applied = outcome["applied"] or []
+        result.migrations = (f"migrations applied: {', '.join(applied)}" if applied else
+                             "migrations: no change (schema up to date)")
+        runner.run(cc.up(t.base(), [API]))
+        wait_service_healthy(t, API, timeout)
+        result.ready = wait_ready(runner, f"{url}/ready", timeout)
     except (OperationFailed, BadInput) as exc:
-        containers = [c for c in created if not c.startswith("network ")]
-        if containers and not runner.dry_run:
-            runner.run(d.rm_containers(containers), check=False)
-            undo = f"removed {', '.join(containers)} (data volume {n['pgdata']} kept)"
-            if isinstance(exc, BadInput):  # a sentence of its own after the refusal's
+        if runner.dry_run:
+            raise
+        after = _ids(t, services)
+        new = [svc for svc in services if after[svc] and after[svc] != before[svc]]
+        if new:  # what this run started goes; the volumes stay
+            runner.run(cc.rm(t.base(), new), check=False)
+            undo = f"removed {', '.join(new)} (volumes kept)"
+            if isinstance(exc, BadInput):
                 raise BadInput(f"{exc} Rolled back: {undo}") from None
             raise OperationFailed(f"{exc}; rolled back: {undo}") from None
         raise
+    after = _ids(t, services)
+    for svc in services:
+        if after[svc] and after[svc] == before[svc]:
+            result.unchanged.append(svc)
+            runner.info(f"no change: {svc} of {s.name} runs the same definition")
+        else:
+            result.changed.append(svc)
+    save_state(t, state)
     result.seconds = round(time.monotonic() - start, 1)
     return result
 
 
 def down(env: Env, runner: Runner, volumes: bool = False) -> list[str]:
+    """The env's compose project on this machine (every profile: also a local deploy's nginx, colours,
+    monitoring and backup services), then, by label, anything an older `inv up` left (its containers,
+    `<stack>-net`, and with `volumes` its `<stack>-pgdata`)."""
     label = f"iosops.stack={env.cfg.stack.name}"
-    removed: list[str] = []
-    ids = runner.run(d.ps_by_label(label), mutating=False).stdout.split()
-    if ids:
-        runner.run(d.rm_containers(ids))
-        removed.append(f"{len(ids)} container(s)")
-    nets = runner.run(d.ls_by_label("network", label), mutating=False).stdout.split()
-    if nets:
-        runner.run(d.rm_networks(nets))
-        removed.append(f"{len(nets)} network(s)")
-    if volumes:
-        vols = runner.run(d.ls_by_label("volume", label), mutating=False).stdout.split()
-        if vols:
-            runner.run(d.rm_volumes(vols))
-            removed.append(f"{len(vols)} volume(s)")
+    ids = runner.probe(d.ps_by_label(label)).stdout.split()
+    nets = runner.probe(d.ls_by_label("network", label)).stdout.split()
+    vols = runner.probe(d.ls_by_label("volume", label)).stdout.split() if volumes else []
+    t = QuickTarget(env, runner, ALL_PROFILES)
+    composed = t.read("compose.yml") is not None
+    if composed:
+        runner.run(cc.down(t.base(), volumes))
+    removed = [f"{len(x)} {what}(s)" for x, what in ((ids, "container"), (nets, "network"), (vols, "volume")) if x]
+    if runner.dry_run and composed:  # the plan: compose down takes what the project made
+        return removed
+    # Whatever compose did not take (an older `inv up`'s plain containers, network and volume).
+    for kind, rm in (("container", d.rm_containers), ("network", d.rm_networks), ("volume", d.rm_volumes)):
+        if kind == "volume" and not volumes:
+            continue
+        probe = d.ps_by_label(label) if kind == "container" else d.ls_by_label(kind, label)
+        left = runner.probe(probe).stdout.split()
+        if left:
+            runner.run(rm(left))
     return removed

@@ -54,7 +54,7 @@ def mismatch(env: Env, volume: str, *, on_this_machine: bool = True, where: str 
                     + (f" {undone}" if undone else ""))
 
 
-# -- inv deploy (compose stacks: iosops.deploy) -------------------------------------------------------------
+# -- inv deploy, inv up (compose stacks: iosops.deploy, iosops.stack.local) ------------------------------
 def check_compose(t) -> Optional[list[str]]:
     """Before a deploy changes anything on the data host `t` (an iosops.deploy.target.Target). None: nothing
     more to check (no volume yet: it will be initialised with this password; or the running PostgreSQL
@@ -70,8 +70,8 @@ def check_compose(t) -> Optional[list[str]]:
     return None if verdict == OK else [svc for svc in t.datastores() if not t.containers(svc)]
 
 
-def check_compose_started(t, started: list[str]) -> None:
-    """After `up` of the datastores: on a mismatch remove the services this deploy started, then refuse."""
+def check_compose_started(t, started: list[str], what: str = "deploy") -> None:
+    """After `up` of the datastores: on a mismatch remove the services this `what` started, then refuse."""
     ids = t.containers("postgres")
     if not ids or probe(t.runner, ids[0], t.env) != MISMATCH:
         return
@@ -79,22 +79,10 @@ def check_compose_started(t, started: list[str]) -> None:
         t.runner.run(cc.rm(t.base(), started), check=False)
     vols = t.runner.run(d.compose_volumes(t.project, "pgdata"), mutating=False, check=False).stdout.split()
     raise _compose_mismatch(t, vols[0] if vols else f"{t.project}_pgdata",
-                            undone=(f"Rolled back: removed {', '.join(started)}, which this deploy had started; "
+                            undone=(f"Rolled back: removed {', '.join(started)}, which this {what} had started; "
                                     "the volume is untouched" if started else "The volume is untouched"))
 
 
 def _compose_mismatch(t, volume: str, undone: str = "Nothing was changed") -> BadInput:
     return mismatch(t.env, volume, on_this_machine=not t.remote, where=f" on {t.name}" if t.remote else "",
                     undone=undone)
-
-
-# -- inv up (iosops.stack.local) ----------------------------------------------------------------------------
-def check_local(runner: Runner, env: Env, volume: str, container: str, running: bool) -> bool:
-    """Before `inv up` changes anything: refuse when the running PostgreSQL rejects this password. True:
-    check again once PostgreSQL runs (the volume exists but nothing could answer now)."""
-    if runner.run(d.inspect_format(volume, "{{.Name}}"), mutating=False, check=False).rc != 0:
-        return False
-    verdict = probe(runner, container, env) if running else UNKNOWN
-    if verdict == MISMATCH:
-        raise mismatch(env, volume)
-    return verdict != OK

@@ -24,6 +24,23 @@ def new_runner(*, dry_run: bool = False, verbose: bool = False, as_json: bool = 
     return Runner(dry_run=dry_run, verbose=verbose, plan_to_stdout=not as_json, **({"say": say} if say else {}))
 
 
+def confirm_typed(env_name: str, what: str, command: str, *, yes: bool, dry_run: bool = False,
+                  stdin: Any = None, ask: Callable[[str], str] = input) -> None:
+    """A destructive or overriding step asks for the env's name, typed, in every env; `--yes` (scripts, CI)
+    and a dry-run skip it. Without a terminal to ask at, and without --yes: bad input, nothing changed."""
+    from iosops.errors import BadInput
+
+    if yes or dry_run:
+        return
+    stdin = stdin if stdin is not None else sys.stdin
+    if not stdin.isatty():
+        raise BadInput(f"`{command}` {what}: it needs a typed confirmation; run it in a terminal, or pass --yes; "
+                       "nothing was changed")
+    typed = ask(f"{command}: {what}. Type the env name ({env_name}) to continue: ")
+    if typed.strip() != env_name:
+        raise BadInput(f"confirmation not given (typed {typed.strip()[:40]!r}, not {env_name!r}); nothing was changed")
+
+
 def fail(exc: BaseException) -> Exit:
     from iosops.secretref import redact
 

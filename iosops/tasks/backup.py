@@ -1,6 +1,6 @@
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating, task_env, new_runner
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, confirm_typed, emit, emit_plan, mutating, task_env, new_runner
 
 ONLY_HELP = "Comma-separated components: postgres, redis, elasticsearch (default: backup.components)"
 
@@ -78,23 +78,16 @@ def prune(c, env=None, dry_run=False, force=False, json_=False):
 
 @task(name="restore", help={"env": ENV_HELP, "backup": "Restore exactly this recovery point",
                             "to_time": "Point-in-time target (ISO 8601)", "latest": "Everything recoverable",
-                            "only": ONLY_HELP, "yes": "Skip the typed confirmation (prod)",
+                            "only": ONLY_HELP, "yes": "Skip the typed confirmation (every env asks for its name at a terminal)",
                             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def restore_(c, env=None, backup="", to_time="", latest=False, only="", yes=False, dry_run=False, json_=False):
     """Restore one recovery point (PostgreSQL to a time, Redis, Elasticsearch): safety backup, stop writes (maintenance mode), restore, verify; rolls every component back on failure."""
-    import sys
-
     from iosops.backup import targets
-    from iosops.errors import BadInput
 
     args = {"backup": backup, "to_time": to_time, "latest": latest, "only": only}
     with mutating("restore", env, args, dry_run=dry_run, as_json=json_) as (e, runner):
-        if e.name == "prod" and not yes and not dry_run:
-            if not sys.stdin.isatty():
-                raise BadInput("restoring prod needs a typed confirmation: run it in a terminal, or pass --yes")
-            typed = input("This replaces the data of env prod. Type 'restore prod' to continue: ")
-            if typed.strip() != "restore prod":
-                raise BadInput("confirmation not given; nothing was changed")
+        confirm_typed(e.name, f"replaces the data of env {e.name}", f"inv restore --env {e.name}", yes=yes,
+                      dry_run=dry_run)
         result = targets.restore(e, runner, backup_id=backup, to_time=to_time, latest=latest, only=only)
     if dry_run:
         emit_plan(runner, json_)

@@ -1,6 +1,6 @@
 from invoke import task
 
-from ._common import ENV_HELP, JSON_HELP, emit, task_env, new_runner
+from ._common import ENV_HELP, JSON_HELP, confirm_typed, emit, task_env, new_runner
 
 HERE_HELP = ("This machine's lock file and log, for an env on SSH hosts (what up, down, images.* and k8s.* "
              "use); without it such an env's lock and log are read on its data host")
@@ -32,8 +32,8 @@ def status(c, env=None, here=False, json_=False):
     emit(holder if holder is None else {**holder, "where": where}, json_, [line])
 
 
-@task(help={"env": ENV_HELP, "here": HERE_HELP})
-def release(c, env=None, here=False):
+@task(help={"env": ENV_HELP, "here": HERE_HELP, "yes": "Skip the typed confirmation"})
+def release(c, env=None, here=False, yes=False):
     """Force-release the env's lock (only when its holder is known to be dead). Audited."""
     from iosops.ops import clean_args, now_iso, who
 
@@ -42,6 +42,9 @@ def release(c, env=None, here=False):
         try:
             holder = trail.lock.holder()
             if holder is not None:
+                confirm_typed(e.name, f"overrides the lock held by {holder.get('who', 'an unknown holder')} "
+                              f"since {holder.get('since', '?')}", f"inv lock.release --env {e.name}",
+                              yes=yes)
                 trail.lock.force_release()
                 trail.audit.append({"ts": now_iso(), "who": who(), "env": e.name, "task": "lock.release",
                                     "args": clean_args({"holder": holder.get("who", "")}), "outcome": "ok",

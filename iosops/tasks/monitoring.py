@@ -54,17 +54,19 @@ def check(c, env=None, static_only=False, tag="", keep=False, dry_run=False, jso
 @task(help={"env": ENV_HELP, "tag": "Run this API image tag instead of building one", "dry_run": DRY_HELP,
             "json_": JSON_HELP})
 def up(c, env=None, tag="", dry_run=False, json_=False):
-    """Run the local stack (as `inv up`) plus Prometheus, Alertmanager and the PostgreSQL/Redis/node
-    exporters on its network; `inv down` removes them with the stack."""
+    """Run the local stack (as `inv up`) plus the `monitoring` profile of docker/compose.yml in the same
+    compose project: Prometheus, Alertmanager, the PostgreSQL/Redis/node exporters (published on loopback:
+    monitoring.prometheus_port, monitoring.alertmanager_port); `inv down` removes them with the stack."""
     from iosops.images.image import build_image, image_ref
     from iosops.images.offline import build_offline
     from iosops.monitoring.stack import up as mon_up
+    from iosops.stack.local import QUICK
     from iosops.stack.local import up as stack_up
 
     with mutating("monitoring.up", env, {"tag": tag}, dry_run=dry_run, as_json=json_, here=True) as (e, runner):
         build_offline(e, runner, MON_IMAGES)
         image = image_ref(e, tag) if tag else build_image(e, runner).image
-        stack = stack_up(e, runner, image)
+        stack = stack_up(e, runner, image, (QUICK, "monitoring"))
         result = mon_up(e, runner)
     if dry_run:
         emit_plan(runner, json_)

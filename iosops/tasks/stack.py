@@ -1,12 +1,13 @@
 from invoke import task
 
-from ._common import DRY_HELP, ENV_HELP, JSON_HELP, emit, emit_plan, mutating
+from ._common import DRY_HELP, ENV_HELP, JSON_HELP, confirm_typed, emit, emit_plan, mutating
 
 
 @task(help={"env": ENV_HELP, "tag": "Run this API image tag instead of building one",
             "dry_run": DRY_HELP, "json_": JSON_HELP})
 def up(c, env=None, tag="", dry_run=False, json_=False):
-    """Build what is missing and run the API with PostgreSQL and Redis locally; waits until /ready."""
+    """Build what is missing and run the API with PostgreSQL and Redis locally (docker/compose.yml, profile
+    quick: the env's compose project, as `inv deploy` runs it); applies migrations, waits until /ready."""
     from iosops.images.image import build_image, image_ref
     from iosops.images.offline import build_offline
     from iosops.stack.local import up as stack_up
@@ -27,12 +28,17 @@ def up(c, env=None, tag="", dry_run=False, json_=False):
         f"try: curl {result.url}/ready   ·   stop: inv down --env {e.name}"])
 
 
-@task(help={"env": ENV_HELP, "volumes": "Also delete the data volumes (the database!)", "dry_run": DRY_HELP})
-def down(c, env=None, volumes=False, dry_run=False):
-    """Stop and remove the local stack's containers and network (by label); data volumes are kept."""
+@task(help={"env": ENV_HELP, "volumes": "Also delete the data volumes (the database!); asks for the env name",
+            "yes": "Skip the typed confirmation of --volumes", "dry_run": DRY_HELP})
+def down(c, env=None, volumes=False, yes=False, dry_run=False):
+    """Stop and remove the local stack (its compose project, every profile; then by label what an older
+    `inv up` left); data volumes are kept."""
     from iosops.stack.local import down as stack_down
 
     with mutating("down", env, {"volumes": volumes}, dry_run=dry_run, here=True) as (e, runner):
+        if volumes:
+            confirm_typed(e.name, f"deletes the data volumes of stack {e.cfg.stack.name} (the database)",
+                          f"inv down --env {e.name} --volumes", yes=yes, dry_run=dry_run)
         removed = stack_down(e, runner, volumes=volumes)
     if dry_run:
         emit_plan(runner, False)

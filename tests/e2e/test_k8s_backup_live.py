@@ -54,7 +54,7 @@ def test_backup_then_restore_brings_the_data_back(live):
     assert listed.returncode == 0 and backup_id in listed.stdout, listed.stderr[-2000:]
 
     psql("INSERT INTO live_backup VALUES ('after')")
-    restored = run_inv("restore", "--env", "staging", "--backup", backup_id, "--json", env=live, timeout=3600)
+    restored = run_inv("restore", "--env", "staging", "--backup", backup_id, "--yes", "--json", env=live, timeout=3600)
     assert restored.returncode == 0, restored.stderr[-3000:]
     out = json.loads(restored.stdout)
     assert out["safety_backup"] and "/ready answered 200" in out["steps"][-1]
@@ -67,6 +67,6 @@ def test_backup_then_restore_brings_the_data_back(live):
 def test_failed_restore_scales_everything_back(live):
     """A recovery point that does not exist: the restore Job fails, the stack comes back as it was."""
     before = psql("SELECT count(*) FROM live_backup").strip()
-    bad = run_inv("restore", "--env", "staging", "--backup", "19700101T000000Z", env=live, timeout=3600)
+    bad = run_inv("restore", "--env", "staging", "--backup", "19700101T000000Z", "--yes", env=live, timeout=3600)
     assert bad.returncode == 1 and "rolled back" in bad.stderr, bad.stderr[-2000:]
     assert psql("SELECT count(*) FROM live_backup").strip() == before

@@ -2,12 +2,13 @@
 import pytest
 import testinfra
 
-from iosops.stack.local import names
+from iosops.runner import Runner
+from iosops.stack.local import container
 
 
 @pytest.fixture(scope="module")
 def host(stack, stack_env):
-    return testinfra.get_host(f"docker://{names(stack_env)['api']}")
+    return testinfra.get_host(f"docker://{container(stack_env, Runner(), 'api')}")
 
 
 def test_runs_as_fixed_non_root_user(host):

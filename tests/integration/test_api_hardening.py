@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from iosops.commands import docker as d
 from iosops.runner import Runner
-from iosops.stack.local import API_INTERNAL_PORT, api_env, labels, names, wait_ready
+from iosops.stack.local import API_INTERNAL_PORT, container, labels, wait_ready
 from tests.conftest import free_port
 from tests.integration.conftest import docker, fault_image
 
@@ -128,19 +127,29 @@ def test_request_bodies_beyond_the_limit_are_413(stack):
 
 @pytest.fixture(scope="module")
 def fault_api(stack, stack_env, api_image):
-    """A second API container of the stack (same network, database, Redis and settings) from the test-only
-    fault image: the shipped app plus GET /_test/fail, which raises."""
+    """A second API container of the stack from the test-only fault image (the shipped app plus GET
+    /_test/fail, which raises): the networks, settings and secret files of the compose `api` container,
+    copied from it, so it uses the same database and Redis as the same least-privilege users."""
     image = fault_image(api_image.image)
-    n, port = names(stack_env), free_port()
-    name = f"{n['api']}-faults"
-    argv = d.run_detached(name, image, network=n["network"], labels=labels(stack_env), env=api_env(stack_env),
-                          pass_env=["POSTGRES_PASSWORD"], publish=[f"127.0.0.1:{port}:{API_INTERNAL_PORT}"],
-                          read_only=True, tmpfs=["/tmp:rw,noexec,nosuid,size=64m"], memory="512m")
-    runner = Runner()
+    port = free_port()
+    info = json.loads(docker("inspect", container(stack_env, Runner(), "api")).stdout)[0]
+    nets = sorted(info["NetworkSettings"]["Networks"])
+    edge = next(n for n in nets if n.endswith("_edge"))  # the one that can publish a port
+    name = f"{stack_env.cfg.stack.name}-api-faults"
+    argv = ["create", "--name", name, "--network", edge, "--publish", f"127.0.0.1:{port}:{API_INTERNAL_PORT}",
+            "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m", "--memory", "512m"]
+    argv += [a for k, v in sorted(labels(stack_env).items()) for a in ("--label", f"{k}={v}")]
+    argv += [a for e in info["Config"]["Env"] for a in ("--env", e)]
+    argv += [a for m in info["Mounts"] if m["Type"] == "bind" for a in ("--volume", f"{m['Source']}:{m['Destination']}:ro")]
     try:
-        runner.run(argv, env={"POSTGRES_PASSWORD": stack_env.secret("postgres_password")})
+        made = docker(*argv, image)
+        assert made.returncode == 0, made.stderr
+        for net in nets:
+            if net != edge:
+                docker("network", "connect", net, name)
+        assert docker("start", name).returncode == 0
         url = f"http://127.0.0.1:{port}"
-        wait_ready(runner, f"{url}/ready", 60)
+        wait_ready(Runner(), f"{url}/ready", 60)
         yield {"url": url, "port": port, "name": name}
     finally:
         docker("rm", "--force", name)

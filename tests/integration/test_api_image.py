@@ -4,7 +4,8 @@ import time
 
 import requests
 
-from iosops.stack.local import names
+from iosops.runner import Runner
+from iosops.stack.local import container
 from tests.conftest import ROOT
 from tests.integration.conftest import docker, image_layer_hits
 
@@ -15,7 +16,7 @@ def test_stack_is_ready_with_every_check(stack):
 
 
 def test_container_is_healthy_and_runs_as_non_root(stack, stack_env, api_image):
-    name = names(stack_env)["api"]
+    name = container(stack_env, Runner(), "api")
     assert docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip() == "healthy"
     assert docker("exec", name, "id", "-u").stdout.strip() == "10001"
     config = json.loads(docker("image", "inspect", api_image.image).stdout)[0]["Config"]
@@ -59,7 +60,7 @@ def test_crud_with_redis_cache(stack):
 
 
 def test_ready_fails_when_redis_stops_and_recovers(stack, stack_env):
-    redis = names(stack_env)["redis"]
+    redis = container(stack_env, Runner(), "redis")
     docker("stop", redis)
     try:
         resp = requests.get(f"{stack.url}/ready", timeout=10)

@@ -123,8 +123,8 @@ def test_bad_restore_targets_are_bad_input(lab):
 def test_cli_exit_codes_and_one_line_errors(lab):
     cli = lab.cli_env()
     for args, code, text in [
-        (["restore", "--to-time", "not-a-time"], 2, "is not a timestamp"),
-        (["restore", "--backup", "nope"], 2, "unknown backup id"),
+        (["restore", "--to-time", "not-a-time", "--yes"], 2, "is not a timestamp"),
+        (["restore", "--backup", "nope", "--yes"], 2, "unknown backup id"),
         (["backup", "--only", "postgres,mongo"], 2, "unknown store(s) mongo"),
         (["backups.verify", "--id", "nope"], 2, "unknown backup id"),
     ]:

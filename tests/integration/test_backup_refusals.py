@@ -65,7 +65,7 @@ def test_a_flipped_byte_anywhere_in_the_base_backup_is_always_named_and_refused(
             data = bytearray(original)
             data[off] ^= 0x01
             path.write_bytes(bytes(data))
-            for args in (["backups.verify", "--id", man.id], ["restore", "--backup", man.id]):
+            for args in (["backups.verify", "--id", man.id], ["restore", "--backup", man.id, "--yes"]):
                 proc = run_inv(*args, "--env", "local", env=cli(lab))
                 what = (off, args[0], proc.returncode, proc.stderr[-600:])
                 assert proc.returncode == 1, what  # never 141 (killed by SIGPIPE) and never 0
@@ -110,7 +110,7 @@ def test_a_store_path_that_is_a_file_is_bad_input_and_changes_nothing(lab, tmp_p
         env = cli(lab, IOSOPS_BACKUP__STORE=store)
         last_before = last.read_bytes() if last.exists() else None
         for args in (["backups.list"], ["backup"], ["backups.verify"], ["backups.prune"],
-                     ["restore", "--latest"]):
+                     ["restore", "--latest", "--yes"]):
             proc = run_inv(*args, "--env", "local", env=env)
             what = (store_path, args, proc.returncode, proc.stdout, proc.stderr)
             assert proc.returncode == 2, what

@@ -110,12 +110,12 @@ def test_a_dead_holder_elsewhere_is_named_and_released_by_hand(clean):
     line = one_error(run_inv("provision", "--env", "staging", env=h["vars"]), 1)
     assert "locked by ci@runner-7 since 2026-12-01T03:00:00+00:00 running `backup` (pid 4242 on runner-7" in line
     assert line.endswith("if that run is dead: inv lock.release --env staging")  # its pid cannot be checked from here
-    released = run_inv("lock.release", "--env", "staging", env={**h["vars"], "IOSOPS_ACTOR": "oncall@laptop"})
+    released = run_inv("lock.release", "--env", "staging", "--yes", env={**h["vars"], "IOSOPS_ACTOR": "oncall@laptop"})
     assert released.returncode == 0 and released.stdout.strip() == f"released lock of ci@runner-7 ({h['where']})"
     assert on_host(h, "sh", "-c", f"test -e {h['dir']}/lock && echo held") == ""
     assert [(r["task"], r["who"], r["args"]) for r in audit_on_host(h)] == [
         ("lock.release", "oncall@laptop", {"holder": "ci@runner-7"})]
-    again = run_inv("lock.release", "--env", "staging", env=h["vars"])
+    again = run_inv("lock.release", "--env", "staging", "--yes", env=h["vars"])
     assert again.returncode == 0 and again.stdout.startswith("no change: env staging was not locked")
 
 

@@ -17,9 +17,9 @@ import yaml
 
 from iosops.config import load_env
 from iosops.monitoring import ALERTMANAGER_DIR, dashboards, live
-from iosops.monitoring import ops as mops
 from iosops.monitoring import stack as mstack
 from iosops.runner import Runner
+from iosops.stack.local import container, project_dir
 from tests.conftest import TEST_STATE, free_port, run_inv
 from tests.integration.conftest import TEST_LABELS, docker
 
@@ -65,15 +65,14 @@ def test_live_check_every_api_postgres_redis_query_returns_data(api_image, monit
         inspected = docker("inspect", *ids).stdout
         assert all(c["Config"]["Labels"].get("iosops.test") == "1" for c in json.loads(inspected))
         assert token not in inspected
-        am = f"{name}-alertmanager"
+        am = container(env, Runner(), "alertmanager")
         assert token in docker("exec", am, "cat", mstack.SLACK_IN_CONTAINER).stdout
         cdir = mstack.config_dir(env)
         assert not any(token in p.read_text() for p in (cdir / "alertmanager").rglob("*") if p.is_file())
         assert token not in docker("logs", am).stdout + docker("logs", am).stderr
-        # The backup role's password reached no argv, label or log either (stdin to a file, removed after).
+        # The backup role's password reached no argv, label or environment either (a compose secret file).
         bpw = env.secret("backup_password").get()
         assert bpw not in inspected
-        assert docker("exec", f"{name}-postgres", "test", "-e", mops.PASSWORD_IN_CONTAINER).returncode == 1
 
         # Look, then act: a second monitoring.up changes nothing.
         again = mstack.up(env, Runner())
@@ -81,7 +80,7 @@ def test_live_check_every_api_postgres_redis_query_returns_data(api_image, monit
     finally:
         gone = live.LiveReport()
         live.teardown(env, Runner(), gone)  # what `inv down --volumes` does, retried once
-        shutil.rmtree(mstack.config_dir(env), ignore_errors=True)
+        shutil.rmtree(project_dir(env), ignore_errors=True)
     assert gone.problems == []
     for kind in ("ps -aq", "network ls -q", "volume ls -q"):
         assert docker(*kind.split(), "--filter", f"label=iosops.stack={name}").stdout.strip() == "", kind
@@ -186,5 +185,7 @@ def test_cli_static_check_and_up_dry_run():
     assert data["firing_cases"] >= data["alerts"] and data["quiet_cases"] >= data["alerts"]
     r = run_inv("monitoring.up", "--env", "local", "--dry-run", "--tag", "dryrun", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "-prometheus" in r.stdout and "--label iosops.stack=iosops-local" in r.stdout
+    assert "--project-name iosops-local " in r.stdout and "--profile monitoring" in r.stdout
+    assert r.stdout.count(" up --detach --no-deps --no-build ") == 3  # datastores, api, the monitoring services
+    assert " alertmanager prometheus" in r.stdout
     assert "[dry-run]" in r.stdout

@@ -138,7 +138,7 @@ def test_up_from_a_second_checkout_refuses_then_works_with_the_secret_restored(a
     env_a = load_env("local", environ=a)
     tag = api_image.image.rsplit(":", 1)[1]
     api = f"http://127.0.0.1:{env_a.cfg.stack.api_port}"
-    stack, volume = f"label=iosops.stack={name}", f"{name}-pgdata"
+    stack, volume = f"label=iosops.stack={name}", f"{name}_pgdata"
     try:
         first = run_inv("up", "--env", "local", "--tag", tag, env=a)
         assert first.returncode == 0, first.stderr[-3000:]
@@ -154,7 +154,8 @@ def test_up_from_a_second_checkout_refuses_then_works_with_the_secret_restored(a
 
         assert run_inv("down", "--env", "local", env=a).returncode == 0
         r = run_inv("up", "--env", "local", "--tag", tag, env=b)
-        assert refusal(r, root, volume).endswith(f" Rolled back: removed {name}-postgres (data volume {volume} kept)")
+        assert refusal(r, root, volume).endswith(" Rolled back: removed postgres, redis, which this inv up had started; "
+                                                 "the volume is untouched")
         assert docker("ps", "--quiet", "--filter", stack).stdout.split() == []
         assert volume_kept(volume)
 

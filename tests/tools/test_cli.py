@@ -99,3 +99,14 @@ def test_unknown_image_key_is_exit_2_before_any_engine_or_archive_contact(task, 
     line = one_line_error(proc, 2)
     assert "--only: unknown image(s) pythn; known: base, python," in line
     assert not state.exists()  # no lock taken, no audit line
+
+
+@pytest.mark.parametrize("task", [["down", "--env", "local", "--volumes"], ["restore", "--env", "local", "--latest"]])
+def test_a_destructive_task_without_a_terminal_or_yes_refuses_and_changes_nothing(task, tmp_path):
+    """No terminal to type the env name at, no --yes: exit 2, one line, nothing touched (the Docker engine is
+    pointed nowhere, so reaching it would fail differently)."""
+    state = tmp_path / "state"
+    proc = run_inv(*task, env={"IOSOPS_STATE_DIR": str(state), "IOSOPS_STACK__NAME": "iosops-test-confirm",
+                               "IOSOPS_DOCKER__HOST": "unix:///nonexistent/docker.sock"})
+    line = one_line_error(proc, 2)
+    assert "needs a typed confirmation; run it in a terminal, or pass --yes; nothing was changed" in line

@@ -32,7 +32,7 @@ def rendered(tmp_path_factory) -> dict:
 def test_every_service_drops_capabilities_gains_no_privilege_and_runs_read_only(rendered):
     services = rendered["services"]
     # every service of every profile is rendered (so a new one cannot slip past this test)
-    assert set(services) == set(yaml.safe_load(COMPOSE_TEXT)["services"]) and len(services) == 14
+    assert set(services) == set(yaml.safe_load(COMPOSE_TEXT)["services"]) and len(services) == 15
     for name, svc in services.items():
         assert svc.get("cap_drop") == ["ALL"], f"{name}: cap_drop must be [ALL]"
         assert set(svc.get("cap_add") or []) <= ALLOWED_CAPS.get(name, set()), f"{name}: cap_add {svc.get('cap_add')}"
@@ -67,7 +67,7 @@ def test_a_missing_or_empty_password_file_refuses_before_psql(tmp_path):
 
 def test_services_use_their_own_datastore_roles_and_users(rendered):
     s = rendered["services"]
-    for colour in ("api-blue", "api-green"):
+    for colour in ("api-blue", "api-green", "api"):  # api: `inv up`'s one API (profile quick)
         env, secrets = s[colour]["environment"], {x["source"] if isinstance(x, dict) else x for x in s[colour]["secrets"]}
         assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD_FILE"]) == (u.APP_ROLE, "/run/secrets/postgres_app_password")
         assert (env["REDIS_USERNAME"], env["REDIS_PASSWORD_FILE"]) == (u.REDIS_APP_USER, "/run/secrets/redis_app_password")
@@ -91,7 +91,7 @@ def test_services_use_their_own_datastore_roles_and_users(rendered):
     assert f"--user {u.REDIS_HEALTH_USER}" in " ".join(redis["healthcheck"]["test"])
     # every secret a service names is declared, and every declared one is written by a deploy
     declared = set(rendered["secrets"])
-    written = set(u.STACK_SECRETS) | {u.REDIS_EXPORTER_SECRET} | set(SECRET_FILES)
+    written = set(u.STACK_SECRETS) | {u.REDIS_EXPORTER_SECRET} | set(SECRET_FILES) | {"slack_webhook_url"}
     assert declared == written
     for name, svc in s.items():
         for x in svc.get("secrets") or []:

@@ -128,8 +128,9 @@ def test_missing_slack_secret_is_bad_input_unless_optional(tmp_path):
 
 
 def test_monitoring_up_dry_run_plan_names_secrets_never_values(tmp_path):
-    """Dry-run with probes answered by an executor: the plan runs the five containers on the stack
-    network with the stack label, and neither the DB password nor the webhook URL appears in it."""
+    """Dry-run with probes answered by an executor: the plan starts the monitoring profile's five services of
+    docker/compose.yml in the stack's compose project (no container defined here), the webhook URL goes
+    to the project's secret file only, and neither it nor the DB password appears in the plan."""
     hook = tmp_path / "hook"
     hook.write_text("https://hooks.example.invalid/services/T0/B0/sekrit-webhook-value")
     pw = tmp_path / "pw"
@@ -138,20 +139,28 @@ def test_monitoring_up_dry_run_plan_names_secrets_never_values(tmp_path):
         "secrets": {"slack_webhook_url": {"file": str(hook)}, "postgres_password": {"file": str(pw)}}})
 
     def executor(argv, **kw):
-        if argv[1:3] == ["inspect", "--format"] and argv[3] == "{{.Id}}" and argv[4].endswith("-net"):
-            return Result(0, "netid\n")
+        if "ps" in argv and "label=com.docker.compose.service=postgres" in argv:
+            return Result(0, "cid0123456789\n")
         return Result(1, "", "No such object")
 
     runner = Runner(dry_run=True, executor=by_argv(executor), say=lambda s: None)
     mstack.up(env, runner)
     plan = "\n".join(runner.plan())
-    runs = [line for line in runner.plan() if " run --detach " in line]
-    assert len(runs) == 5
-    assert all("--network iosops-local-net" in r and "--label iosops.stack=iosops-local" in r for r in runs)
+    ups = [line for line in runner.plan() if " up --detach " in line]
+    assert len(ups) == 1 and ups[0].endswith("up --detach --no-deps --no-build " + " ".join(mstack.MON_SERVICES))
+    assert "--project-name iosops-local " in ups[0] and "--profile monitoring" in ups[0]
+    assert " run " not in plan  # no plain container anywhere
     assert "sekrit" not in plan
-    assert "DATA_SOURCE_PASS='***'" in plan  # the value goes through the runner's env, masked
-    assert f"{mstack.SLACK_IN_CONTAINER}:ro" in plan
+    assert any(line.startswith("write ") and line.split()[1].endswith("secrets/slack_webhook_url")
+               for line in runner.plan())
     assert not (tmp_path / "state").exists()  # dry-run wrote nothing
+
+
+def test_monitoring_up_refuses_without_the_stack(tmp_path):
+    env = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")})
+    runner = Runner(executor=by_argv(lambda argv, **kw: Result(0, "")), say=lambda s: None)
+    with pytest.raises(BadInput, match="is not running .*inv monitoring.up --env local"):
+        mstack.up(env, runner)
 
 
 # -- dashboards ------------------------------------------------------------------------------------------
@@ -208,43 +217,35 @@ def test_the_check_requires_the_backup_row_of_the_platform_dashboard():
     assert not dashboards.live_required("ios-elasticsearch", "Nodes")
 
 
-def test_check_stack_runs_compose_walstream_on_its_network_and_keeps_the_password_off_argv(tmp_path):
-    """ops.start with every command answered by an executor: compose.yml's walstream is started with the
-    check override (data network and pgdata volume = the check stack's), the backup role's password goes
-    to pg-ensure-backup-role on stdin only, and Prometheus of the check env scrapes walstream:9898."""
+def test_check_stack_runs_compose_walstream_in_the_stack_project(tmp_path):
+    """ops.start with every command answered by an executor: compose.yml's walstream is started in the check
+    stack's own compose project (the one `inv up` made: same networks and volumes, no override), with the
+    ops profile; the check's store and metrics folder live in that project's directory."""
     from iosops.monitoring import live
     from iosops.monitoring import ops as mops
+    from iosops.stack.local import project_dir
 
-    pw = tmp_path / "bpw"
-    pw.write_text("sekrit-backup-password")
     base = load_env("local", environ={"IOSOPS_STATE_DIR": str(tmp_path / "state")})
-    env = live.check_env(base, {"secrets": {"backup_password": {"file": str(pw)}}})
-    name, cdir = env.cfg.stack.name, mstack.config_dir(env)
+    env = live.check_env(base)
+    name, pdir = env.cfg.stack.name, Path(project_dir(env))
     assert mstack.targets(env)["walstream"] == ["walstream:9898"]
-    assert env.path(env.cfg.backup.store.path) == cdir / "store"
-    assert env.path(env.cfg.backup.metrics_file).parent == cdir / "metrics"  # nothing else feeds node-exporter
+    assert env.path(env.cfg.backup.store.path) == pdir / "check" / "store"
+    assert env.path(env.cfg.backup.metrics_file).parent == pdir / "check" / "metrics"
+    assert mstack.config_dir(env) == pdir / "monitoring"
 
     calls = []
 
     def executor(argv, **kw):
-        calls.append((list(map(str, argv)), kw.get("input")))
+        calls.append(list(map(str, argv)))
         if "ps" in argv and "--quiet" in argv:
             return Result(0, "cid0123456789\n")
         if argv[1:3] == ["inspect", "--format"]:
             return Result(0, "healthy\n" if "Health" in argv[3] else "sha256:x\n")
         return Result(0, "")
 
-    t, res = mops.start(env, Runner(executor=by_argv(executor), say=lambda s: None), cdir, "iosops/ops:t1", 5)
-    assert res.walstream == ["cid0123456789"]
-    override = yaml.safe_load((cdir / "ops" / mops.OVERRIDE).read_text())
-    assert override["networks"]["data"] == {"external": True, "name": f"{name}-net"}
-    assert "backup" not in override["networks"]
-    assert override["volumes"] == {"pgdata": {"external": True, "name": f"{name}-pgdata"}}
-    assert "OPS_IMAGE=iosops/ops:t1" in (cdir / "ops" / "stack.env").read_text()
-    ops_cfg = yaml.safe_load((cdir / "ops" / "ops" / "local.yaml").read_text())
-    assert ops_cfg["backup"]["postgres"]["host"] == "postgres" and ops_cfg["backup"]["store"]["path"] == "/store"
-    up = [a for a, _ in calls if "up" in a and "walstream" in a]
-    assert len(up) == 1 and f"{cdir / 'ops' / mops.OVERRIDE}" in up[0] and "--no-deps" in up[0]
-    role = [(a, i) for a, i in calls if "exec" in a and "-i" in a]
-    assert len(role) == 1 and role[0][0][-3:-1] == ["sh", "-c"] and role[0][1] == "sekrit-backup-password"
-    assert not any("sekrit" in " ".join(a) for a, _ in calls)
+    t, res = mops.start(env, Runner(executor=by_argv(executor), say=lambda s: None), "iosops/ops:t1", 5)
+    assert res.walstream == ["cid0123456789"] and res.project_dir == str(pdir)
+    up = [a for a in calls if "up" in a and "walstream" in a]
+    assert len(up) == 1 and "--no-deps" in up[0] and up[0][-1] == "walstream"
+    assert up[0][up[0].index("--project-name") + 1] == name and "ops" in up[0]
+    assert str(pdir / "compose.yml") in up[0]

@@ -81,8 +81,6 @@ def test_real_sleep_and_clock_by_default():
 # condition, or that other work owns.
 EXEMPT = {
     "iosops/deploy/loadgen.py": "pacing: each worker sleeps until its request's scheduled time",
-    "iosops/stack/local.py": "container definitions being deleted by another change",
-    "iosops/monitoring/stack.py": "container definitions being deleted by another change",
 }
 
 
