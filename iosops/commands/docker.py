@@ -21,39 +21,6 @@ def volume_create(name: str, labels: Mapping[str, str]) -> list[str]:
     return [DOCKER, "volume", "create", *labels_args(labels), name]
 
 
-def run_detached(name: str, image: str, *, network: str, labels: Mapping[str, str],
-                 env: Mapping[str, str] = {}, pass_env: Sequence[str] = (),
-                 publish: Sequence[str] = (), volumes: Sequence[str] = (), user: Optional[str] = None,
-                 health_cmd: Optional[str] = None, network_alias: Optional[str] = None,
-                 command: Sequence[str] = (), read_only: bool = False, tmpfs: Sequence[str] = (),
-                 memory: Optional[str] = None, restart: str = "unless-stopped") -> list[str]:
-    """`docker run -d`. Secrets go in `pass_env` (names only: values come from the runner's env)."""
-    argv = [DOCKER, "run", "--detach", "--name", name, "--network", network, *labels_args(labels),
-            "--restart", restart, "--log-opt", "max-size=10m", "--log-opt", "max-file=3"]
-    if network_alias:
-        argv += ["--network-alias", network_alias]
-    for k, v in sorted(env.items()):
-        argv += ["--env", f"{k}={v}"]
-    for k in pass_env:
-        argv += ["--env", k]
-    for p in publish:
-        argv += ["--publish", p]
-    for v in volumes:
-        argv += ["--volume", v]
-    for t in tmpfs:
-        argv += ["--tmpfs", t]
-    if user:
-        argv += ["--user", user]
-    if read_only:
-        argv += ["--read-only"]
-    if memory:
-        argv += ["--memory", memory]
-    if health_cmd:
-        argv += ["--health-cmd", health_cmd, "--health-interval", "2s", "--health-timeout", "3s",
-                 "--health-retries", "30", "--health-start-period", "2s"]
-    return argv + [image, *command]
-
-
 def inspect_format(name: str, fmt: str) -> list[str]:
     return [DOCKER, "inspect", "--format", fmt, name]
 

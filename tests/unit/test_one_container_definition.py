@@ -20,7 +20,6 @@ PATTERNS = re.compile(r'run_detached\(|DOCKER, "run"|DOCKER, "kill"|"docker", "r
 # Where a match is allowed, and why. `inv up` (profile quick) and `inv monitoring.up` (profile monitoring)
 # run docker/compose.yml too since issue #14: no stack container is defined anywhere else.
 ALLOWED = {
-    "iosops/commands/docker.py": "the argv builder itself",
     "iosops/dockerx.py": "a stopped container of an image to copy files out of; not a stack service",
 }
 
