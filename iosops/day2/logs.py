@@ -4,8 +4,11 @@ host (docker.logs_merged); Kubernetes: `kubectl logs --selector ... --prefix`.""
 from __future__ import annotations
 
 import queue
+import signal
+import threading
 import time
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 from ..commands import docker as d
 from ..commands import kubectl as k
@@ -73,6 +76,28 @@ def logs(env: Env, runner: Runner, service: str, since: Since, tail: str) -> lis
     return compose_logs(env, runner, service, since, tail)
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def stoppable() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM (a CI timeout, `kill`) end a follow the same way: its streams are stopped and
+    their `docker logs` processes (each in a session of its own) go with it. SIGINT is honoured even when the
+    parent started us with it ignored (a shell's background job): following is meant to run until stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def follow(env: Env, runner: Runner, service: str, since: Since, tail: str, sink: Callable[[LogLine], None],
            seconds: Optional[float] = None) -> list[str]:
     """Stream every host's lines to `sink` as they come, until Ctrl-C (KeyboardInterrupt ends it quietly),
@@ -92,18 +117,24 @@ def follow(env: Env, runner: Runner, service: str, since: Since, tail: str, sink
         s.start()
     deadline = time.monotonic() + seconds if seconds is not None else None
     try:
-        while any(s.alive() for s in streams) or not q.empty():
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            try:
-                ll = q.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if ll is not None:
-                sink(ll)
+        with stoppable():
+            _pump_lines(streams, q, sink, deadline)
     except KeyboardInterrupt:
         pass
     finally:
         for s in streams:
             s.stop()
     return [s.error for s in streams if s.error]
+
+
+def _pump_lines(streams: list[Stream], q: "queue.Queue[LogLine]", sink: Callable[[LogLine], None],
+                deadline: Optional[float]) -> None:
+    while any(s.alive() for s in streams) or not q.empty():
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        try:
+            ll = q.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if ll is not None:
+            sink(ll)

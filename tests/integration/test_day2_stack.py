@@ -86,7 +86,9 @@ def test_logs_merge_nginx_and_the_api_with_prefixes_and_follow_ends_on_ctrl_c(st
     env = {**os.environ, "IOSOPS_STATE_DIR": str(TEST_STATE), **st["vars"]}
     proc = subprocess.Popen([*INV, "logs", "--env", "local", "--service", "nginx", "--follow", "--since", "1s"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL,
+                            # as a shell starts a background job (some CI launchers do): SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True)
     reader.start()

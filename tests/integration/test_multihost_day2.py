@@ -104,7 +104,9 @@ def test_logs_come_from_every_host_and_follow_over_ssh_ends_on_ctrl_c(d2):
     env = {**os.environ, "IOSOPS_STATE_DIR": str(TEST_STATE), **d2["vars"]}
     proc = subprocess.Popen([*INV, "logs", "--env", "staging", "--service", "nginx", "--follow", "--since", "1s"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL,
+                            # as a shell starts a background job (some CI launchers do): SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     seen: list[str] = []
     threading.Thread(target=lambda: seen.extend(proc.stdout), daemon=True).start()
     web2 = d2["webs"][1]
