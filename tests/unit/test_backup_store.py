@@ -77,3 +77,22 @@ def test_an_object_is_durable_once_put_returns(tmp_path, durability_log, how):
     put("backups/20261202T000000Z-abcd/manifest.json", b"{}")  # into an existing directory: no mkdir
     assert not [e for e in durability_log if e[0] == "mkdir"]
     assert_durable(durability_log, dest.parent / "manifest.json", [])
+
+
+def test_local_store_list_skips_uploads_in_progress_and_files_gone_since_the_listing(tmp_path, monkeypatch):
+    """WAL archiving writes `.NAME.partial` then renames it: a concurrent listing (restore's WAL prefetch) saw
+    the temporary name and failed on its stat (FileNotFoundError in a CI rehearsal)."""
+    from pathlib import Path
+
+    (tmp_path / "wal").mkdir()
+    (tmp_path / "wal" / "000000010000000000000001").write_bytes(b"x")
+    (tmp_path / "wal" / ".000000010000000000000002.partial").write_bytes(b"half")
+    (tmp_path / "wal" / "000000010000000000000003").write_bytes(b"y")
+    real_is_file = Path.is_file
+
+    def vanishing(p):
+        if p.name.endswith("3"):
+            raise FileNotFoundError(2, "gone", str(p))
+        return real_is_file(p)
+    monkeypatch.setattr(Path, "is_file", vanishing)
+    assert [o.key for o in LocalStore(tmp_path).list("wal/")] == ["wal/000000010000000000000001"]
