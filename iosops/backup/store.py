@@ -98,13 +98,11 @@ class LocalStore:
         if not base.exists():
             return
         for p in sorted(base.rglob("*")):
-            if p.name.startswith(".") and p.name.endswith(".partial"):
-                continue  # an upload in progress (renamed into place when complete): not an object yet
             try:
                 if p.is_file():
                     yield ObjectInfo(p.relative_to(self.root).as_posix(), p.stat().st_size)
             except FileNotFoundError:
-                continue  # deleted or renamed by a concurrent writer (WAL archiving) since the listing
+                continue  # renamed or deleted by a concurrent writer (WAL archiving's .partial) since the listing
 
     def delete(self, key: str) -> None:
         p = self._path(key)

@@ -79,9 +79,10 @@ def test_an_object_is_durable_once_put_returns(tmp_path, durability_log, how):
     assert_durable(durability_log, dest.parent / "manifest.json", [])
 
 
-def test_local_store_list_skips_uploads_in_progress_and_files_gone_since_the_listing(tmp_path, monkeypatch):
+def test_local_store_list_skips_files_gone_since_the_listing(tmp_path, monkeypatch):
     """WAL archiving writes `.NAME.partial` then renames it: a concurrent listing (restore's WAL prefetch) saw
-    the temporary name and failed on its stat (FileNotFoundError in a CI rehearsal)."""
+    the temporary name and failed on its stat (FileNotFoundError in a CI rehearsal). A partial file still
+    there is listed: a killed upload's debris, which prune sweeps."""
     from pathlib import Path
 
     (tmp_path / "wal").mkdir()
@@ -95,4 +96,5 @@ def test_local_store_list_skips_uploads_in_progress_and_files_gone_since_the_lis
             raise FileNotFoundError(2, "gone", str(p))
         return real_is_file(p)
     monkeypatch.setattr(Path, "is_file", vanishing)
-    assert [o.key for o in LocalStore(tmp_path).list("wal/")] == ["wal/000000010000000000000001"]
+    assert [o.key for o in LocalStore(tmp_path).list("wal/")] == ["wal/.000000010000000000000002.partial",
+                                                                  "wal/000000010000000000000001"]
