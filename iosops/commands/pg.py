@@ -33,7 +33,7 @@ def psql_script_checked(user: str, dbname: str, variables: dict[str, str], requi
     before psql runs: a script that reads passwords from them with backquotes would otherwise set an empty one."""
     check = (f'for f in {" ".join(shlex.quote(f) for f in required_files)}; do [ -s "$f" ] || '
              '{ echo "ensure-roles: $f is missing or empty" >&2; exit 2; }; done; exec "$@"')
-    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/run/postgresql", "-U", user, "-d", dbname]
+    psql = psql_socket(user, dbname)
     for k, v in variables.items():
         psql += ["-v", f"{k}={v}"]
     return ["sh", "-c", check, "ensure-roles", *psql, "-f", "-"]

@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 
+from contextlib import contextmanager
+
 import pytest
 
 WHERE = "unit tests run in-process; a test that {what} belongs in tests/tools (or integration, if it needs a service)"
@@ -24,36 +26,32 @@ BARRIERS = [(subprocess.Popen, "_execute_child", "starts a process"), (os, "syst
             (socket.socket, "connect_ex", "opens a connection")]
 
 
-def _barrier():
+@contextmanager
+def _barred():
+    """Every process and connection refused for the duration (one test phase)."""
     mp = pytest.MonkeyPatch()
     for owner, name, what in BARRIERS:
         if hasattr(owner, name):
             mp.setattr(owner, name, _refuse(what))
-    return mp
+    try:
+        yield
+    finally:
+        mp.undo()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    mp = _barrier()
-    try:
+    with _barred():
         return (yield)
-    finally:
-        mp.undo()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    mp = _barrier()
-    try:
+    with _barred():
         return (yield)
-    finally:
-        mp.undo()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    mp = _barrier()
-    try:
+    with _barred():
         return (yield)
-    finally:
-        mp.undo()
